@@ -2,11 +2,21 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from scheduling.api import PlanPreviewView
 
 admin.site.site_header = "Carnet"
 admin.site.site_title = "Carnet"
 admin.site.index_title = "Booklets, plans and reminders"
 
+api_v1 = [
+    path("plan/preview", PlanPreviewView.as_view(), name="plan-preview"),
+]
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api_v1],
 ]

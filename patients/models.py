@@ -18,6 +18,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.deconstruct import deconstructible
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -151,25 +153,55 @@ class Sex(models.TextChoices):
 
 
 class RiskFactor(models.TextChoices):
-    """Exposures and predispositions the rules read (RISK-01, CA-RISK-01, ONJ-02, BIO-01)."""
+    """Exposures the rules read (RISK-01, ONJ-02); codes are scheduling.rules.facts.RISK_FACTORS."""
 
     TOBACCO = "tobacco", _("Tobacco")
     ALCOHOL = "alcohol", _("Alcohol")
-    HEAD_NECK_RT = "head_neck_rt", _("Head and neck radiotherapy")
+    HEAD_NECK_RADIOTHERAPY = "head_neck_radiotherapy", _("Head and neck radiotherapy")
     CRANIOFACIAL_IRRADIATION = "craniofacial_irradiation", _("Craniofacial irradiation")
+
+
+class Predisposition(models.TextChoices):
+    """Predispositions to hypocalcaemia (CA-RISK-01); codes are scheduling.rules.facts.PREDISPOSITIONS."""
+
     HYPOPARATHYROIDISM = "hypoparathyroidism", _("Hypoparathyroidism")
-    THYROID_SURGERY = "thyroid_surgery", _("Thyroid or parathyroid surgery")
+    THYROID_SURGERY = "thyroid_surgery", _("Thyroid surgery")
+    PARATHYROID_SURGERY = "parathyroid_surgery", _("Parathyroid surgery")
     MALABSORPTION = "malabsorption", _("Malabsorption")
     SMALL_BOWEL_EXCISION = "small_bowel_excision", _("Small-bowel excision")
-    CALCIUM_LOWERING_DRUGS = "calcium_lowering_drugs", _("Other calcium-lowering drugs")
+    CALCIUM_LOWERING_DRUG = "calcium_lowering_drug", _("Other calcium-lowering drug")
 
 
-def validate_risk_factors(value: object) -> None:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValidationError(_("Give a list of risk factor codes."))
-    unknown = sorted(set(value) - set(RiskFactor.values))
-    if unknown:
-        raise ValidationError(_("Unknown risk factors: %(codes)s."), params={"codes": ", ".join(unknown)})
+@deconstructible
+class CodeListValidator:
+    """A JSON list of codes, each one of ``choices`` (named by the class's dotted path)."""
+
+    def __init__(self, choices_path: str, label: str) -> None:
+        self.choices_path = choices_path
+        self.label = label
+
+    def __call__(self, value: object) -> None:
+        choices = import_string(self.choices_path)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError(_("Give a list of codes."))
+        unknown = sorted(set(value) - set(choices.values))
+        if unknown:
+            raise ValidationError(
+                _("Unknown %(label)s: %(codes)s."), params={"label": self.label, "codes": ", ".join(unknown)}
+            )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CodeListValidator) and (self.choices_path, self.label) == (
+            other.choices_path,
+            other.label,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.choices_path, self.label))
+
+
+validate_risk_factors = CodeListValidator("patients.models.RiskFactor", "risk factors")
+validate_predispositions = CodeListValidator("patients.models.Predisposition", "predispositions")
 
 
 class Patient(models.Model):
@@ -196,6 +228,9 @@ class Patient(models.Model):
     weight_kg = models.DecimalField(_("weight (kg)"), max_digits=5, decimal_places=1, null=True, blank=True)
     dialysis = models.BooleanField(_("on dialysis"), default=False)
     risk_factors = models.JSONField(_("risk factors"), default=list, blank=True, validators=[validate_risk_factors])
+    predispositions = models.JSONField(
+        _("predispositions to hypocalcaemia"), default=list, blank=True, validators=[validate_predispositions]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -286,8 +321,12 @@ class TreatmentCourse(MedicalRecord):
     """One protocol followed by one patient, from its start to its stop (with a reason)."""
 
     class Response(models.TextChoices):
-        GOOD = "good", _("Good or complete oncological response")
+        COMPLETE = "complete", _("Complete oncological response")
+        GOOD = "good", _("Good oncological response")
         OLIGOMETASTATIC = "oligometastatic", _("Oligometastatic disease")
+        PARTIAL = "partial", _("Partial response")
+        STABLE = "stable", _("Stable disease")
+        PROGRESSION = "progression", _("Progression")
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="courses")
     protocol = models.CharField(_("protocol"), max_length=40, choices=Protocol.choices)
@@ -604,7 +643,7 @@ class Comedication(MedicalRecord):
         ANTIANGIOGENIC = "antiangiogenic", _("Antiangiogenic (e.g. bevacizumab)")
         BIOLOGIC = "biologic", _("Biologic (e.g. belimumab)")
         IMMUNOSUPPRESSANT = "immunosuppressant", _("Immunosuppressant")
-        BISPHOSPHONATE = "bisphosphonate", _("Bisphosphonate")
+        CALCIUM_LOWERING = "calcium_lowering", _("Other calcium-lowering drug")
         OTHER = "other", _("Other")
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="comedications")

@@ -45,11 +45,11 @@ LAB_TESTS: dict[str, LabTest] = {
             {"ng/mL": _d("1"), "nmol/L": _d("1") / _d("2.5")}, (_d("1"), _d("400")), 1,
         ),
         LabTest(
-            "creatinine", "Creatinine", "µmol/L",
-            {"µmol/L": _d("1"), "umol/L": _d("1"), "mg/dL": _d("88.42")}, (_d("20"), _d("2000")), 1,
+            "creatinine", "Creatinine", "umol/L",
+            {"umol/L": _d("1"), "µmol/L": _d("1"), "mg/dL": _d("88.42")}, (_d("20"), _d("2000")), 1,
         ),
-        LabTest("egfr", "eGFR (CKD-EPI)", "mL/min/1.73m²",
-                {"mL/min/1.73m²": _d("1"), "mL/min/1.73m2": _d("1")}, (_d("1"), _d("200")), 1),
+        LabTest("egfr", "eGFR (CKD-EPI)", "mL/min/1.73m2",
+                {"mL/min/1.73m2": _d("1"), "mL/min/1.73m²": _d("1"), "mL/min/1.73 m2": _d("1")}, (_d("1"), _d("200")), 1),
         LabTest("crcl", "Creatinine clearance (Cockcroft-Gault)", "mL/min",
                 {"mL/min": _d("1")}, (_d("1"), _d("250")), 1),
         LabTest(

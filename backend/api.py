@@ -1,0 +1,102 @@
+"""API plumbing shared by every app: RFC 9457 problem details for every error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from django.utils.translation import gettext as _
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from backend.errors import CarnetError
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class ProblemSerializer(serializers.Serializer):  # type: ignore[type-arg]  # schema only
+    """RFC 9457 problem details, with the field at fault."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False, allow_null=True)
+    code = serializers.CharField(required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+def problem(status_code: int, detail: str, *, field: str | None = None, code: str = "error",
+            errors: dict[str, list[str]] | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": f"https://carnet.example/problems/{code}",
+        "title": _problem_title(status_code),
+        "status": status_code,
+        "detail": detail,
+        "field": field,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def _problem_title(status_code: int) -> str:
+    return {
+        400: _("Invalid input"),
+        401: _("Authentication required"),
+        403: _("Forbidden"),
+        404: _("Not found"),
+        405: _("Method not allowed"),
+        406: _("Not acceptable"),
+        409: _("Conflict"),
+        415: _("Unsupported media type"),
+        422: _("Unprocessable request"),
+        429: _("Too many requests"),
+    }.get(status_code, _("Error"))
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = "non_field_errors" if key in ("non_field_errors", "__all__") and not prefix else (
+                f"{prefix}.{key}" if prefix else str(key))
+            out.update(_flatten(value, name))
+    elif isinstance(detail, list):
+        if all(not isinstance(v, (dict, list)) for v in detail):
+            out[prefix or "non_field_errors"] = [str(v) for v in detail]
+        else:
+            for index, value in enumerate(detail):
+                out.update(_flatten(value, f"{prefix}[{index}]"))
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, CarnetError):
+        errors = getattr(exc, "errors", None)
+        return problem(exc.status, exc.message, field=exc.field, code=exc.code, errors=errors)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        field, messages = next(iter(errors.items()))
+        return problem(status.HTTP_400_BAD_REQUEST, messages[0], field=field, code="validation_error", errors=errors)
+    if isinstance(exc, exceptions.ParseError):
+        return problem(400, str(exc.detail), field="body", code="malformed")
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    code = exc.default_code if isinstance(exc, exceptions.APIException) else "error"
+    result = problem(response.status_code, str(detail), code=str(code))
+    for header in ("Retry-After", "WWW-Authenticate", "Allow"):
+        if header in response:
+            result[header] = response[header]
+    return result

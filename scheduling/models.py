@@ -1,0 +1,197 @@
+"""The stored plan: the rules' output as rows, kept in step with the facts.
+
+A ``PlanItem`` is identified by its rule-engine ``key`` (stable across re-planning), so
+re-planning with unchanged facts rewrites nothing and ``version`` changes only when the
+item's dates change. Reminders (outbox keys) and iCal (UID, SEQUENCE) rely on both.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
+
+from patients.models import CareTeam, Patient, TreatmentCourse
+
+
+class ItemKind(models.TextChoices):
+    INJECTION = "injection", _("Injection")
+    CONSOLIDATION = "consolidation", _("Consolidation")
+    CALCIUM_CHECK = "calcium_check", _("Calcium check")
+    VITAMIN_D_DOSE = "vitamin_d_dose", _("Vitamin D dose")
+    VITAMIN_D_TEST = "vitamin_d_test", _("Vitamin D test")
+    CTX_CHECK = "ctx_check", _("CTX check")
+    DENTAL_VISIT = "dental_visit", _("Dental visit")
+    REEVALUATION = "reevaluation", _("Re-evaluation")
+
+
+class ItemStatus(models.TextChoices):
+    SCHEDULED = "scheduled", _("Scheduled")
+    REMINDER = "reminder", _("Reminder")
+    WINDOW_OPEN = "window_open", _("Window open")
+    DUE = "due", _("Due")
+    OVERDUE_L1 = "overdue_L1", _("Overdue (L1)")
+    OVERDUE_L2 = "overdue_L2", _("Overdue (L2)")
+    OVERDUE_L3 = "overdue_L3", _("Overdue (L3)")
+    OVERDUE_L4 = "overdue_L4", _("Overdue (L4)")
+    DONE = "done", _("Done")
+    MISSED = "missed", _("Missed")
+    CANCELLED = "cancelled", _("Cancelled")
+    BLOCKED = "blocked", _("Blocked")
+
+
+OPEN_STATUSES = (
+    ItemStatus.SCHEDULED,
+    ItemStatus.REMINDER,
+    ItemStatus.WINDOW_OPEN,
+    ItemStatus.DUE,
+    ItemStatus.OVERDUE_L1,
+    ItemStatus.OVERDUE_L2,
+    ItemStatus.OVERDUE_L3,
+    ItemStatus.OVERDUE_L4,
+    ItemStatus.BLOCKED,
+)
+CLOSED_STATUSES = (ItemStatus.DONE, ItemStatus.MISSED, ItemStatus.CANCELLED)
+
+
+class Level(models.TextChoices):
+    L1 = "L1", "L1"
+    L2 = "L2", "L2"
+    L3 = "L3", "L3"
+    L4 = "L4", "L4"
+
+
+class PlanItem(models.Model):
+    """One upcoming (or overdue) step of a patient's plan."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="plan_items")
+    course = models.ForeignKey(
+        TreatmentCourse, on_delete=models.PROTECT, null=True, blank=True, related_name="plan_items"
+    )
+    key = models.CharField(max_length=120)
+    kind = models.CharField(max_length=20, choices=ItemKind.choices)
+    protocol = models.CharField(max_length=40, blank=True)
+    product = models.CharField(max_length=40, blank=True)
+    dose_mg = models.DecimalField(max_digits=6, decimal_places=1, null=True, blank=True)
+    phase = models.CharField(max_length=20, blank=True)
+    ordinal = models.PositiveIntegerField(default=0)
+    rule = models.CharField(max_length=20)
+    due = models.DateField(db_index=True)
+    window_start = models.DateField(null=True, blank=True)
+    window_end = models.DateField(null=True, blank=True)
+    reminder_on = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=ItemStatus.choices)
+    level = models.CharField(max_length=2, choices=Level.choices, blank=True)
+    days_late = models.IntegerField(default=0)
+    escalation = models.JSONField(default=dict, blank=True)
+    blocked_by = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    dates_changed_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("plan item")
+        ordering = ("due", "kind")
+        constraints = [models.UniqueConstraint(fields=["patient", "key"], name="uniq_plan_item_patient_key")]
+        indexes = [
+            models.Index(fields=["patient", "due"], name="plan_patient_due_idx"),
+            # The nightly pass and the worklist read only open items by due date.
+            models.Index(
+                fields=["due", "status"],
+                name="plan_open_due_idx",
+                condition=~Q(status__in=["done", "missed", "cancelled"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} due {self.due:%d/%m/%Y} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class Escalation(models.Model):
+    """One level of an escalation ladder (OP-04, ONC-02, ZOL-08, CONS-05), opened once."""
+
+    class Audience(models.TextChoices):
+        PATIENT = "patient", _("Patient")
+        NURSE = "nurse", _("Nurse")
+        PHYSICIAN = "physician", _("Physician")
+        SPECIALIST = "specialist", _("Specialist")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    plan_item = models.ForeignKey(PlanItem, on_delete=models.PROTECT, related_name="escalations")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="escalations")
+    level = models.CharField(max_length=2, choices=Level.choices)
+    rule = models.CharField(max_length=20)
+    severity = models.CharField(max_length=1)
+    notify = models.JSONField(default=list)
+    opened_at = models.DateTimeField()
+    opened_on = models.DateField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=30, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("escalation")
+        ordering = ("-opened_at",)
+        constraints = [models.UniqueConstraint(fields=["plan_item", "level"], name="uniq_escalation_item_level")]
+        indexes = [
+            models.Index(fields=["patient", "resolved_at"], name="escalation_patient_open_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.level} for {self.plan_item}"
+
+
+class Appointment(models.Model):
+    """A nurse's booked slot for a plan item (usually an injection)."""
+
+    class Status(models.TextChoices):
+        BOOKED = "booked", _("Booked")
+        CANCELLED = "cancelled", _("Cancelled")
+        DONE = "done", _("Done")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="appointments")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="appointments")
+    plan_item = models.ForeignKey(
+        PlanItem, on_delete=models.PROTECT, null=True, blank=True, related_name="appointments"
+    )
+    nurse = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="appointments"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
+    out_of_window_reason = models.TextField(blank=True)
+    sequence = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    history = HistoricalRecords()
+
+    class Meta:
+        verbose_name = _("appointment")
+        ordering = ("starts_at",)
+        indexes = [
+            models.Index(fields=["care_team", "starts_at"], name="appt_team_start_idx"),
+            models.Index(fields=["nurse", "starts_at"], name="appt_nurse_start_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient} at {self.starts_at:%Y-%m-%d %H:%M}"

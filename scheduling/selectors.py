@@ -1,0 +1,172 @@
+"""Reads for the planner: querysets become the rules' plain, frozen values.
+
+``plan_inputs`` loads the facts of many patients in a fixed number of queries (one per fact
+table), whatever their history length, so re-planning a batch or one patient costs the same
+query count. Instants become local dates in the patient's time zone here (TIME-01).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from django.conf import settings
+from django.db.models import Q
+
+from patients.models import Comedication, DentalEvent, DoseRecord, LabResult, Patient, TreatmentCourse
+from scheduling.rules import facts as rf
+from scheduling.rules.calendar import add_months
+from scheduling.rules.config import RulesConfig
+
+_CONFIG: RulesConfig | None = None
+
+
+def rules_config() -> RulesConfig:
+    """The deployment's policy values (settings.CARNET_RULES over the table's defaults)."""
+    global _CONFIG
+    if _CONFIG is None:
+        _CONFIG = RulesConfig.from_mapping(getattr(settings, "CARNET_RULES", {}) or {})
+    return _CONFIG
+
+
+def _f(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]  # Decimal | float | int
+
+
+def _course_fact(course: TreatmentCourse) -> rf.Course:
+    stop = None
+    if course.stop_date is not None:
+        stop = rf.Stop(date=course.stop_date, consolidation=course.consolidation or None)
+    return rf.Course(
+        key=str(course.pk),
+        protocol=course.protocol,
+        start_date=course.start_date,
+        stop=stop,
+        response=course.response or None,
+    )
+
+
+PRODUCT_PROTOCOL_FALLBACK = {
+    # A dose entered as history without a course still counts for its protocol.
+    ("denosumab", 60): "denosumab_op_60mg_q6m",
+    ("denosumab", 120): "denosumab_onco_120mg",
+    ("zoledronic_acid", 5): "zoledronic_op_5mg",
+    ("alendronate", 70): "alendronate_op_70mg_weekly",
+}
+
+
+def _dose_protocol(dose: DoseRecord, course_protocols: dict[int, str]) -> str:
+    if dose.course_id is not None:
+        return course_protocols[dose.course_id]
+    if dose.product == "cholecalciferol":
+        return "vitamin_d_50000iu"
+    if dose.product == "zoledronic_acid" and float(dose.dose_value) < 5:
+        return "zoledronic_onco_4mg"
+    return PRODUCT_PROTOCOL_FALLBACK.get((dose.product, int(dose.dose_value)), "zoledronic_onco_4mg")
+
+
+def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date]) -> dict[int, rf.PlanInput]:
+    """The facts of ``patients`` as ``PlanInput`` values, in six queries whatever the history."""
+    ids = [p.pk for p in patients]
+    courses: dict[int, list[TreatmentCourse]] = defaultdict(list)
+    course_protocols: dict[int, str] = {}
+    for course in TreatmentCourse.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by("start_date"):
+        courses[course.patient_id].append(course)
+        course_protocols[course.pk] = course.protocol
+    doses: dict[int, list[rf.Dose]] = defaultdict(list)
+    for dose in (
+        DoseRecord.objects.filter(patient_id__in=ids, voided_at__isnull=True)
+        .only("pk", "patient_id", "course_id", "product", "dose_value", "given_on")
+        .order_by("given_on")
+    ):
+        doses[dose.patient_id].append(
+            rf.Dose(
+                key=str(dose.pk),
+                protocol=_dose_protocol(dose, course_protocols),
+                given_on=dose.given_on,
+                course_key=str(dose.course_id) if dose.course_id is not None else None,
+            )
+        )
+    labs: dict[int, list[rf.Lab]] = defaultdict(list)
+    egfr: dict[int, tuple[date, float]] = {}
+    crcl: dict[int, tuple[date, float]] = {}
+    for lab in (
+        LabResult.objects.filter(patient_id__in=ids, voided_at__isnull=True)
+        .only("patient_id", "test", "value", "unit", "albumin_g_l", "drawn_on", "reference_low", "reference_high")
+        .order_by("drawn_on", "pk")
+    ):
+        labs[lab.patient_id].append(
+            rf.Lab(
+                test=lab.test,
+                value=float(lab.value),
+                unit=lab.unit,
+                date=lab.drawn_on,
+                ref_low=_f(lab.reference_low),
+                ref_high=_f(lab.reference_high),
+            )
+        )
+        if lab.albumin_g_l is not None:
+            # CA-01: the albumin of the same draw travels as its own lab on the same date.
+            labs[lab.patient_id].append(rf.Lab(test="albumin", value=float(lab.albumin_g_l), unit="g/L", date=lab.drawn_on))
+        if lab.test == "egfr":
+            egfr[lab.patient_id] = (lab.drawn_on, float(lab.value))
+        elif lab.test == "crcl":
+            crcl[lab.patient_id] = (lab.drawn_on, float(lab.value))
+    dental: dict[int, list[rf.DentalEvent]] = defaultdict(list)
+    for event in DentalEvent.objects.filter(patient_id__in=ids, voided_at__isnull=True).only(
+        "patient_id", "event", "date"
+    ).order_by("date"):
+        dental[event.patient_id].append(rf.DentalEvent(event=event.event, date=event.date))
+    comeds: dict[int, list[rf.Comedication]] = defaultdict(list)
+    for comed in Comedication.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by("start_date"):
+        comeds[comed.patient_id].append(
+            rf.Comedication(
+                name=comed.name,
+                drug_class=comed.drug_class,
+                mg_per_day=_f(comed.mg_per_day),
+                start_date=comed.start_date,
+                stop_date=comed.stop_date,
+            )
+        )
+    config = rules_config()
+    out: dict[int, rf.PlanInput] = {}
+    for patient in patients:
+        today = today_by_patient[patient.pk]
+        # REN-02: renal values older than the look-back count as unknown.
+        cutoff = add_months(today, -config.renal_lookback_months)
+        egfr_value = egfr.get(patient.pk)
+        crcl_value = crcl.get(patient.pk)
+        out[patient.pk] = rf.PlanInput(
+            patient=rf.PatientFacts(
+                birth_date=patient.birth_date,
+                sex=patient.sex,
+                timezone=patient.timezone,
+                egfr_ml_min=egfr_value[1] if egfr_value and egfr_value[0] >= cutoff else None,
+                crcl_ml_min=crcl_value[1] if crcl_value and crcl_value[0] >= cutoff else None,
+                weight_kg=_f(patient.weight_kg),
+                dialysis=patient.dialysis,
+                risk_factors=tuple(patient.risk_factors or ()),
+                predispositions=tuple(patient.predispositions or ()),
+            ),
+            courses=tuple(_course_fact(c) for c in courses[patient.pk]),
+            doses=tuple(doses[patient.pk]),
+            labs=tuple(labs[patient.pk]),
+            dental=tuple(dental[patient.pk]),
+            comedications=tuple(comeds[patient.pk]),
+        )
+    return out
+
+
+def patients_with_open_items(*, due_on_or_before: date) -> Iterable[int]:
+    """Patients whose plan has an open item whose reminder, window or due date has come."""
+    from scheduling.models import OPEN_STATUSES, PlanItem
+
+    return (
+        PlanItem.objects.filter(status__in=OPEN_STATUSES)
+        .filter(Q(due__lte=due_on_or_before) | Q(reminder_on__lte=due_on_or_before)
+                | Q(window_start__lte=due_on_or_before))
+        .values_list("patient_id", flat=True)
+        .distinct()
+        .order_by("patient_id")
+    )

@@ -1,0 +1,335 @@
+"""Writes of the plan: keep the stored plan in step with the facts, open and close escalations.
+
+``plan_sync`` is called by every fact-changing service inside its transaction. It computes the
+plan with the pure rules, diffs it against the stored rows by the rules' stable ``key`` and
+writes only what changed: unchanged facts rewrite nothing, and ``version`` moves only when an
+item's dates move. A batch of patients costs a fixed number of queries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from django.db import transaction
+from django.utils import timezone
+
+from backend.errors import CarnetError
+from patients.models import Patient, TreatmentCourse, User
+from scheduling import selectors
+from scheduling.models import CLOSED_STATUSES, OPEN_STATUSES, Escalation, ItemStatus, PlanItem
+from scheduling.rules import engine
+from scheduling.rules.facts import PlanInput
+from scheduling.rules.protocols import protocols
+
+log = logging.getLogger(__name__)
+
+DATE_FIELDS = ("due", "window_start", "window_end", "reminder_on")
+STATE_FIELDS = (
+    "kind", "protocol", "product", "dose_mg", "phase", "ordinal", "rule", "status", "level",
+    "days_late", "escalation", "blocked_by", "course_id",
+)
+# Fact kinds that fulfil a plan item: when the item leaves the plan and such a fact exists
+# on or after the item's window start, the item is done; otherwise it is cancelled.
+DOSE_KINDS = frozenset({"injection", "consolidation", "vitamin_d_dose"})
+
+
+@dataclass
+class SyncResult:
+    created: list[PlanItem] = field(default_factory=list)
+    updated: list[PlanItem] = field(default_factory=list)
+    moved: list[PlanItem] = field(default_factory=list)  # dates changed (version bumped)
+    closed: list[PlanItem] = field(default_factory=list)
+    escalations_opened: list[Escalation] = field(default_factory=list)
+    escalations_resolved: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.closed or self.escalations_opened)
+
+
+def patient_today(patient: Patient, now: datetime | None = None) -> date:
+    """TIME-01: today is a local date in the patient's time zone."""
+    return timezone.localtime(now or timezone.now(), ZoneInfo(patient.timezone)).date()
+
+
+def plan_compute(patient: Patient, *, today: date | None = None) -> engine.Plan:
+    """The plan the rules give for ``patient`` today, without storing anything."""
+    day = today or patient_today(patient)
+    facts = selectors.plan_inputs([patient], today_by_patient={patient.pk: day})[patient.pk]
+    return engine.compute_plan(facts, today=day, config=selectors.rules_config())
+
+
+def plan_sync(*, patient: Patient, now: datetime | None = None) -> SyncResult:
+    """Re-plan one patient (inside the caller's transaction)."""
+    return plans_sync_batch([patient], now=now)
+
+
+@transaction.atomic
+def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None) -> SyncResult:
+    """Re-plan ``patients`` in a fixed number of queries and write only the differences."""
+    moment = now or timezone.now()
+    today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
+    inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
+    config = selectors.rules_config()
+    stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
+    for row in PlanItem.objects.filter(patient_id__in=[p.pk for p in patients]):
+        stored[row.patient_id][row.key] = row
+    result = SyncResult()
+    to_create: list[PlanItem] = []
+    to_update: list[PlanItem] = []
+    for patient in patients:
+        plan = engine.compute_plan(inputs[patient.pk], today=today_by_patient[patient.pk], config=config)
+        rows = stored[patient.pk]
+        seen: set[str] = set()
+        for item in plan.items:
+            seen.add(item.key)
+            values = _row_values(item)
+            row = rows.get(item.key)
+            if row is None:
+                row = PlanItem(patient=patient, key=item.key, version=1, dates_changed_at=moment, **values)
+                to_create.append(row)
+                result.created.append(row)
+                continue
+            moved = any(getattr(row, name) != values[name] for name in DATE_FIELDS)
+            changed = moved or any(getattr(row, name) != values[name] for name in STATE_FIELDS)
+            if row.closed_at is not None:
+                changed = True
+            if not changed:
+                continue
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.closed_at = None
+            if moved:
+                row.version += 1
+                row.dates_changed_at = moment
+                result.moved.append(row)
+            row.updated_at = moment
+            to_update.append(row)
+            result.updated.append(row)
+        for key, row in rows.items():
+            if key in seen or row.status in CLOSED_STATUSES:
+                continue
+            row.status = (
+                ItemStatus.DONE if _fulfilled(row, inputs[patient.pk]) else ItemStatus.CANCELLED
+            )
+            row.closed_at = moment
+            row.updated_at = moment
+            to_update.append(row)
+            result.closed.append(row)
+    if to_create:
+        PlanItem.objects.bulk_create(to_create, batch_size=1000)
+    if to_update:
+        PlanItem.objects.bulk_update(
+            to_update,
+            [*DATE_FIELDS, *STATE_FIELDS, "version", "dates_changed_at", "closed_at", "updated_at"],
+            batch_size=1000,
+        )
+    _escalations_sync(patients, stored, to_create, result, moment, today_by_patient)
+    return result
+
+
+def _row_values(item: engine.PlanItem) -> dict[str, object]:
+    return {
+        "kind": item.kind,
+        "protocol": item.protocol or "",
+        "product": item.product or "",
+        "dose_mg": None if item.dose_mg is None else Decimal(str(item.dose_mg)).quantize(Decimal("0.1")),
+        "phase": item.phase or "",
+        "ordinal": item.ordinal,
+        "rule": item.rule,
+        "due": item.due,
+        "window_start": item.window_start,
+        "window_end": item.window_end,
+        "reminder_on": item.reminder,
+        "status": item.status,
+        "level": item.level or "",
+        "days_late": item.days_late,
+        "escalation": {level: day.isoformat() for level, day in item.escalation.items()},
+        "blocked_by": list(item.blocked_by),
+        "course_id": int(item.course_key) if item.course_key and item.course_key.isdigit() else None,
+    }
+
+
+def _fulfilled(row: PlanItem, facts: PlanInput) -> bool:
+    """Did a recorded fact complete this item, rather than a change of plan cancel it?"""
+    since = row.window_start or row.due
+    if row.kind in DOSE_KINDS:
+        return any(
+            d.given_on >= since and (row.course_id is None or d.course_key == str(row.course_id)
+                                     or row.kind != "injection")
+            for d in facts.doses
+        )
+    tests = {
+        "calcium_check": {"calcium_total", "calcium_ionised"},
+        "vitamin_d_test": {"25ohd"},
+        "ctx_check": {"ctx"},
+    }.get(row.kind)
+    if tests is not None:
+        return any(lab.test in tests and lab.date >= since for lab in facts.labs)
+    if row.kind == "dental_visit":
+        return any(e.date >= since for e in facts.dental)
+    return False
+
+
+# --- escalations (OP-04, ONC-02, ZOL-08, CONS-05) -------------------------------------------
+
+LEVELS = ("L1", "L2", "L3", "L4")
+
+
+def _escalations_sync(
+    patients: Sequence[Patient],
+    stored: dict[int, dict[str, PlanItem]],
+    created_rows: list[PlanItem],
+    result: SyncResult,
+    moment: datetime,
+    today_by_patient: dict[int, date],
+) -> None:
+    """Open each reached level once; resolve a ladder when its item is done or cancelled."""
+    ladders = protocols(selectors.rules_config())
+    patient_ids = [p.pk for p in patients]
+    open_items = [
+        row
+        for rows in stored.values()
+        for row in rows.values()
+        if row.level and row.status in OPEN_STATUSES
+    ] + [row for row in created_rows if row.level]
+    existing: set[tuple[int, str]] = set(
+        Escalation.objects.filter(patient_id__in=patient_ids).values_list("plan_item_id", "level")
+    )
+    new: list[Escalation] = []
+    for row in open_items:
+        protocol = ladders.get(row.protocol)
+        if protocol is None:
+            continue
+        reached = LEVELS[: LEVELS.index(row.level) + 1]
+        for step in protocol.escalation:
+            if step.level not in reached or (row.pk, step.level) in existing:
+                continue
+            opened_on = date.fromisoformat(row.escalation.get(step.level, row.due.isoformat()))
+            new.append(
+                Escalation(
+                    plan_item=row,
+                    patient_id=row.patient_id,
+                    level=step.level,
+                    rule=row.rule,
+                    severity=step.severity,
+                    notify=list(step.notify),
+                    opened_at=moment,
+                    opened_on=min(opened_on, today_by_patient[row.patient_id]),
+                )
+            )
+    if new:
+        Escalation.objects.bulk_create(new, batch_size=1000)
+        result.escalations_opened.extend(new)
+    closed_ids = [row.pk for row in result.closed]
+    if closed_ids:
+        done_ids = [row.pk for row in result.closed if row.status == ItemStatus.DONE]
+        result.escalations_resolved += Escalation.objects.filter(
+            plan_item_id__in=done_ids, resolved_at__isnull=True
+        ).update(resolved_at=moment, resolution="given")
+        result.escalations_resolved += Escalation.objects.filter(
+            plan_item_id__in=[pk for pk in closed_ids if pk not in done_ids], resolved_at__isnull=True
+        ).update(resolved_at=moment, resolution="cancelled")
+
+
+@transaction.atomic
+def escalation_acknowledge(*, escalation: Escalation, by: User) -> Escalation:
+    """Acknowledging a level stops its repeats; it does not close the ladder."""
+    locked = Escalation.objects.select_for_update().get(pk=escalation.pk)
+    if locked.resolved_at is not None:
+        raise CarnetError("This escalation is already resolved.", field="escalation", code="resolved")
+    if locked.acknowledged_at is None:
+        locked.acknowledged_at = timezone.now()
+        locked.acknowledged_by = by
+        locked._history_user = by  # type: ignore[attr-defined]  # read by simple-history
+        locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+    return locked
+
+
+@transaction.atomic
+def escalation_resolve(*, escalation: Escalation, by: User, resolution: str) -> Escalation:
+    locked = Escalation.objects.select_for_update().get(pk=escalation.pk)
+    if locked.resolved_at is None:
+        locked.resolved_at = timezone.now()
+        locked.resolution = resolution[:30]
+        if locked.acknowledged_at is None:
+            locked.acknowledged_at = locked.resolved_at
+            locked.acknowledged_by = by
+        locked._history_user = by  # type: ignore[attr-defined]  # read by simple-history
+        locked.save(update_fields=["resolved_at", "resolution", "acknowledged_at", "acknowledged_by"])
+    return locked
+
+
+# --- gates on recording a dose (section 2: CA-03/05, VITD-04, DENT-01/02, ZOL-03, CONS-04, DUP-01)
+
+
+def dose_gates_check(*, patient: Patient, course: TreatmentCourse, on: date, override_reason: str) -> list[str]:
+    """Refuse a blocked dose, or accept it with an emergency override; return what was overridden."""
+    facts = selectors.plan_inputs([patient], today_by_patient={patient.pk: on})[patient.pk]
+    flags = engine.evaluate_gates(facts, on=on, protocol=course.protocol, config=selectors.rules_config())
+    blocking = [f for f in flags if f.blocks]
+    hard = [f for f in blocking if not f.override_allowed]
+    if hard:
+        codes = ", ".join(f.code for f in hard)
+        raise CarnetError(
+            f"This dose is blocked ({codes}) and the block cannot be overridden.",
+            field="given_at",
+            code="blocked",
+        )
+    if blocking and not override_reason:
+        codes = ", ".join(f.code for f in blocking)
+        raise CarnetError(
+            f"This dose is blocked ({codes}); an emergency override needs a reason.",
+            field="override_reason",
+            code="override_required",
+        )
+    return [f.code for f in blocking]
+
+
+# --- bulk re-planning -----------------------------------------------------------------------
+
+
+def plans_rebuild(
+    *, patient_ids: Iterable[int] | None = None, progress: bool = False, batch_size: int = 500
+) -> int:
+    """Re-plan many patients in batches (demo data, the nightly pass, benchmarks)."""
+    ids = list(patient_ids) if patient_ids is not None else list(
+        Patient.objects.order_by("pk").values_list("pk", flat=True)
+    )
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(ids), unit="patient", desc="plans")
+    done = 0
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        batch = list(Patient.objects.filter(pk__in=chunk).only("pk", "timezone", "birth_date", "sex",
+                                                                 "weight_kg", "dialysis", "risk_factors",
+                                                                 "predispositions"))
+        plans_sync_batch(batch)
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    return done
+
+
+def plans_refresh_due(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Nightly: re-plan every patient with an item whose reminder, window or due date has come.
+
+    Statuses move with the calendar (due, overdue L1…L4) and so do the gates (a calcium older
+    than 30 days, CA-05), so the pass re-runs the rules rather than shifting statuses in SQL.
+    Patients with nothing near are untouched.
+    """
+    moment = now or timezone.now()
+    horizon = timezone.localdate(moment)
+    ids = list(selectors.patients_with_open_items(due_on_or_before=horizon + timedelta(days=1)))
+    return plans_rebuild(patient_ids=ids, batch_size=batch_size)
