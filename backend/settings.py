@@ -184,7 +184,28 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         # 00:05 Europe/Paris in winter, 01:05 in summer: both after local midnight.
         "schedule": crontab(minute=5, hour=23),
     },
+    # The outbox sweep: claims due reminders and sends them (notifications.delivery).
+    "notifications-outbox-sweep": {
+        "task": "notifications.tasks.outbox_sweep",
+        "schedule": timedelta(seconds=env_int("NOTIFY_SWEEP_INTERVAL_SECONDS", 60)),
+        "options": {"expires": 55},
+    },
 }
+
+# Cache: rate-limit counters (iCal feeds). Per-process memory by default; set CACHE_URL
+# (redis://…) so every web process shares the counts.
+CACHE_URL = env_str("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "carnet"}
+}
+# iCal feeds: requests per period, per client IP and per token; proxies in front of the app whose
+# X-Forwarded-For is trusted; how far back done items stay in a feed.
+CARNET_ICAL_RATE_LIMIT = env_int("CARNET_ICAL_RATE_LIMIT", 60)
+CARNET_ICAL_RATE_PERIOD = env_int("CARNET_ICAL_RATE_PERIOD", 60)
+CARNET_TRUSTED_PROXIES = env_int("CARNET_TRUSTED_PROXIES", 0)
+CARNET_ICAL_HISTORY_DAYS = env_int("CARNET_ICAL_HISTORY_DAYS", 730)
 
 # Email: Django's SMTP backend; the demo prints to the console unless EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST", "")
@@ -213,6 +234,23 @@ APNS_KEY_FILE = env_str("APNS_KEY_FILE", "")
 APNS_KEY_ID = env_str("APNS_KEY_ID", "")
 APNS_TEAM_ID = env_str("APNS_TEAM_ID", "")
 APNS_TOPIC = env_str("APNS_TOPIC", "")
+
+# Delivery of reminders (notifications): batch, lease, retries, digest, health thresholds.
+NOTIFY_BATCH_SIZE = env_int("NOTIFY_BATCH_SIZE", 100)
+NOTIFY_LEASE_SECONDS = env_int("NOTIFY_LEASE_SECONDS", 300)
+NOTIFY_SWEEP_BUDGET_SECONDS = env_int("NOTIFY_SWEEP_BUDGET_SECONDS", 45)
+NOTIFY_SWEEP_FANOUT = env_int("NOTIFY_SWEEP_FANOUT", 4)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 8)
+NOTIFY_RETRY_BASE_SECONDS = env_int("NOTIFY_RETRY_BASE_SECONDS", 60)
+NOTIFY_RETRY_MAX_SECONDS = env_int("NOTIFY_RETRY_MAX_SECONDS", 6 * 3600)
+NOTIFY_DIGEST_THRESHOLD = env_int("NOTIFY_DIGEST_THRESHOLD", 5)
+NOTIFY_HTTP_TIMEOUT_SECONDS = env_int("NOTIFY_HTTP_TIMEOUT_SECONDS", 10)
+NOTIFY_PUSH_TTL_SECONDS = env_int("NOTIFY_PUSH_TTL_SECONDS", 86_400)
+NOTIFY_HEALTH_MAX_SWEEP_AGE_SECONDS = env_int("NOTIFY_HEALTH_MAX_SWEEP_AGE_SECONDS", 180)
+NOTIFY_HEALTH_MAX_LAG_SECONDS = env_int("NOTIFY_HEALTH_MAX_LAG_SECONDS", 900)
+NOTIFY_WEBPUSH_ALLOW_HTTP = env_bool("NOTIFY_WEBPUSH_ALLOW_HTTP", False)
+NOTIFY_MESSAGE_ID_DOMAIN = env_str("NOTIFY_MESSAGE_ID_DOMAIN", "carnet.localhost")
+FCM_ACCESS_TOKEN = env_str("FCM_ACCESS_TOKEN", "")
 
 LOGGING = {
     "version": 1,

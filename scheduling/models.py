@@ -195,3 +195,6 @@ class Appointment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.patient} at {self.starts_at:%Y-%m-%d %H:%M}"
+
+
+from scheduling.models_feeds import CalendarFeed  # noqa: E402,F401

@@ -131,6 +131,9 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             batch_size=1000,
         )
     _escalations_sync(patients, stored, to_create, result, moment, today_by_patient)
+    from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
+
+    outbox_sync(patients=patients, result=result, now=moment)
     return result
 
 
@@ -141,7 +144,7 @@ def _row_values(item: engine.PlanItem) -> dict[str, object]:
         "product": item.product or "",
         "dose_mg": None if item.dose_mg is None else Decimal(str(item.dose_mg)).quantize(Decimal("0.1")),
         "phase": item.phase or "",
-        "ordinal": item.ordinal,
+        "ordinal": item.ordinal or 0,
         "rule": item.rule,
         "due": item.due,
         "window_start": item.window_start,

@@ -56,9 +56,7 @@ def make_flag(
     **params: ParamValue | date,
 ) -> Flag:
     """Build a flag; date params are stored as ISO strings, params sorted for stable equality."""
-    clean = tuple(
-        sorted((k, v.isoformat() if isinstance(v, date) else v) for k, v in params.items())
-    )
+    clean = tuple(sorted((k, v.isoformat() if isinstance(v, date) else v) for k, v in params.items()))
     return Flag(code, rule, severity, blocks, override_allowed, clean, subject)
 
 
@@ -80,6 +78,14 @@ MESSAGES: dict[str, dict[str, str]] = {
     "EARLY_INJECTION": {
         "fr": "Injection avant l'ouverture de la fenêtre (échéance {due}).",
         "en": "Injection before the window opens (due {due}).",
+    },
+    "INJECTION_REMINDER": {
+        "fr": "Prochaine administration le {due} : prendre rendez-vous et prescrire la calcémie.",
+        "en": "Next administration on {due}: book the appointment and order the calcium test.",
+    },
+    "ZOL_DOSE_RENAL": {
+        "fr": "Dose d'acide zolédronique selon la clairance ({crcl} ml/min) : {dose} mg.",
+        "en": "Zoledronic acid dose for the clearance ({crcl} mL/min): {dose} mg.",
     },
     "OVERDUE": {
         "fr": "Administration en retard (échéance {due}).",
@@ -113,9 +119,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Treatment re-evaluation on {due} (clinical exam, biology, DXA).",
     },
     "CALCIUM_VITD_INTAKE": {
-        "fr": "Optimiser les apports : calcium 1000–1200 mg/j (alimentation d'abord), "
+        "fr": "Optimiser les apports : calcium 1000-1200 mg/j (alimentation d'abord), "
               "vitamine D ≥ 400 UI/j.",
-        "en": "Optimise intake: calcium 1000–1200 mg/day (food first), vitamin D ≥ 400 IU/day.",
+        "en": "Optimise intake: calcium 1000-1200 mg/day (food first), vitamin D ≥ 400 IU/day.",
     },
     "DMAB_STOPPED": {
         "fr": "Arrêt du dénosumab le {date} : échéances annulées, relais à organiser.",
@@ -148,8 +154,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Spacing denosumab 120 mg is not supported: base interval kept.",
     },
     "SUPPLEMENTATION_DAILY": {
-        "fr": "Calcium ≥ 500 mg/j et vitamine D ≥ 400 UI/j (apports totaux 1000–1500 mg/j).",
-        "en": "Calcium ≥ 500 mg/day and vitamin D ≥ 400 IU/day (total 1000–1500 mg/day).",
+        "fr": "Calcium ≥ 500 mg/j et vitamine D ≥ 400 UI/j (apports totaux 1000-1500 mg/j).",
+        "en": "Calcium ≥ 500 mg/day and vitamin D ≥ 400 IU/day (total 1000-1500 mg/day).",
     },
     "SUPPLEMENTATION_HOLD": {
         "fr": "Suspendre la supplémentation vitamino-calcique.",
@@ -167,8 +173,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     # Zoledronic acid
     "ZOL_HYDRATION": {
         "fr": "Bonne hydratation le jour et le lendemain de la perfusion (≥ 15 min, "
-              "20–30 min conseillées).",
-        "en": "Good hydration on the infusion day and the day after (≥ 15 min, 20–30 advised).",
+              "20-30 min conseillées).",
+        "en": "Good hydration on the infusion day and the day after (≥ 15 min, 20-30 advised).",
     },
     "ZOL_CONTRAINDICATED_RENAL": {
         "fr": "Acide zolédronique contre-indiqué : clairance < 30 ml/min.",
@@ -274,8 +280,8 @@ MESSAGES: dict[str, dict[str, str]] = {
               "urgent), earliest {earliest}.",
     },
     "VITD_GATE_WARNING": {
-        "fr": "Vitamine D insuffisante (20–30 ng/ml) : recharge en cours jusqu'au {earliest}.",
-        "en": "Vitamin D insufficient (20–30 ng/mL): loading until {earliest}.",
+        "fr": "Vitamine D insuffisante (20-30 ng/ml) : recharge en cours jusqu'au {earliest}.",
+        "en": "Vitamin D insufficient (20-30 ng/mL): loading until {earliest}.",
     },
     "VITD_INTOXICATION": {
         "fr": "25-OH-D > 150 ng/ml : intoxication possible, arrêter la vitamine D, contrôler la "
@@ -300,7 +306,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "DENTAL_HEALING_SHORT_WINDOW_INFO": {
         "fr": "Cicatrisation courte (3 à 4 semaines) : début recommandé à partir du "
               "{recommended}.",
-        "en": "Short healing time (3–4 weeks): start recommended from {recommended}.",
+        "en": "Short healing time (3-4 weeks): start recommended from {recommended}.",
     },
     "DENTAL_FOLLOWUP": {
         "fr": "Suivi dentaire semestriel : prochain contrôle le {due}.",

@@ -1,7 +1,7 @@
 """Lab arithmetic: calcium (CA-01, CA-02, CTCAE grades for CA-03/CA-04), vitamin D (VITD-01/02),
 renal function (REN-01, REN-02) and the zoledronic acid dose bands (ZOL-02, ZOL-03, CONS-04).
 
-Seed decision (CA-01): the corrected calcium uses the seed's factor (40 − albumin g/L) / 40, i.e.
+Seed decision (CA-01): the corrected calcium uses the seed's factor (40 - albumin g/L) / 40, i.e.
 0.025 mmol/L per g/L ([003] l.316), not the 0.02 of many English sources.
 """
 
@@ -39,7 +39,7 @@ __all__ = [
 
 CA_MG_DL_PER_MMOL_L = 4.008  # CA-01: mg/dL ÷ 4.008 -> mmol/L
 CREATININE_UMOL_PER_MG_DL = 88.4
-VITD_NMOL_PER_NG = 2.5  # VITD-01: nmol/L = ng/mL × 2.5 (the seed's convention)
+VITD_NMOL_PER_NG = 2.5  # VITD-01: nmol/L = ng/mL x 2.5 (the seed's convention)
 HYPERCALCAEMIC_CRISIS_MMOL_L = 3.5  # CA-04, [003] decoded
 CTX_EARLY_SECOND_ZOL_NG_ML = 0.300  # CONS-02, R9
 
@@ -69,11 +69,7 @@ def to_canonical(test: str, value: float, unit: str) -> float:
 
 def latest(labs: Iterable[Lab], test: str, *, on: date, since: date | None = None) -> Lab | None:
     """The most recent ``test`` result drawn on or before ``on`` (and on/after ``since``)."""
-    found = [
-        lab
-        for lab in labs
-        if lab.test == test and lab.date <= on and (since is None or lab.date >= since)
-    ]
+    found = [lab for lab in labs if lab.test == test and lab.date <= on and (since is None or lab.date >= since)]
     return max(found, key=lambda lab: lab.date) if found else None
 
 
@@ -81,7 +77,7 @@ def latest(labs: Iterable[Lab], test: str, *, on: date, since: date | None = Non
 
 
 def corrected_calcium(calcium_mmol_l: float, albumin_g_l: float | None) -> float:
-    """CA-01: measured Ca + (40 − albumin g/L) / 40; without albumin, the measured value."""
+    """CA-01: measured Ca + (40 - albumin g/L) / 40; without albumin, the measured value."""
     if albumin_g_l is None:
         return calcium_mmol_l
     return calcium_mmol_l + (40 - albumin_g_l) / 40
@@ -90,8 +86,8 @@ def corrected_calcium(calcium_mmol_l: float, albumin_g_l: float | None) -> float
 def ctcae_grade(value: float, low: float, high: float) -> int:
     """CTCAE grade (R14): negative for hypo-, positive for hyper-, 0 when in range.
 
-    Hypo: G1 < LLN–2.0, G2 < 2.0–1.75, G3 < 1.75–1.5, G4 < 1.5. Hyper: G1 > ULN–2.9,
-    G2 > 2.9–3.1, G3 > 3.1–3.4, G4 > 3.4 mmol/L.
+    Hypo: G1 < LLN-2.0, G2 < 2.0-1.75, G3 < 1.75-1.5, G4 < 1.5. Hyper: G1 > ULN-2.9,
+    G2 > 2.9-3.1, G3 > 3.1-3.4, G4 > 3.4 mmol/L.
     """
     if value < low:
         if value >= 2.0:
@@ -162,8 +158,8 @@ def vitd_ng_ml(lab: Lab) -> float:
 
 
 def vitd_class(ng_ml: float) -> str:
-    """VITD-01 (Tableau 1): carence < 10; insuffisance 10 to < 30; taux_recommandes 30–70;
-    au_dessus_recommande > 70–150 (not named in the seed); intoxication_possible > 150."""
+    """VITD-01 (Tableau 1): carence < 10; insuffisance 10 to < 30; taux_recommandes 30-70;
+    au_dessus_recommande > 70-150 (not named in the seed); intoxication_possible > 150."""
     if ng_ml < 10:
         return "carence"
     if ng_ml < 30:
@@ -190,10 +186,10 @@ def vitd_loading_doses(ng_ml: float) -> int:
 def cockcroft_gault(
     *, age_years: int, weight_kg: float, creatinine_umol_l: float, sex: str, unit: str = "umol/L"
 ) -> float:
-    """REN-01: Cockcroft–Gault CrCl (mL/min), actual body weight, never rounded.
+    """REN-01: Cockcroft-Gault CrCl (mL/min), actual body weight, never rounded.
 
-    mg/dL: (140 − age) × weight / (72 × Scr) × 0.85 if female.
-    µmol/L: (140 − age) × weight × k / Scr, k = 1.23 (M) or 1.04 (F).
+    mg/dL: (140 - age) x weight / (72 x Scr) x 0.85 if female.
+    µmol/L: (140 - age) x weight x k / Scr, k = 1.23 (M) or 1.04 (F).
     ``creatinine_umol_l`` is in µmol/L; ``unit`` says which published form to use.
     """
     if unit == "mg/dL":
@@ -204,11 +200,9 @@ def cockcroft_gault(
     return (140 - age_years) * weight_kg * k / creatinine_umol_l
 
 
-def crcl_on(
-    patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig
-) -> float | None:
+def crcl_on(patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig) -> float | None:
     """Creatinine clearance for zoledronic acid (REN-01): the latest dated value within the
-    lookback (a ``crcl`` result or Cockcroft–Gault from a creatinine and the weight), else the
+    lookback (a ``crcl`` result or Cockcroft-Gault from a creatinine and the weight), else the
     patient's current ``crcl_ml_min``."""
     labs = tuple(labs)
     since = add_months(on, -config.renal_lookback_months)
@@ -244,9 +238,7 @@ class RenalFunction:
         return self.value is not None
 
 
-def renal_for_denosumab(
-    patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig
-) -> RenalFunction:
+def renal_for_denosumab(patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig) -> RenalFunction:
     """REN-02: lab eGFR (last 12 months), else the patient's eGFR, else CrCl; else unknown."""
     labs = tuple(labs)
     since = add_months(on, -config.renal_lookback_months)
@@ -295,9 +287,7 @@ class LabSummary:
     zoledronic_dose_mg: float | None
 
 
-def summarise(
-    patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig
-) -> LabSummary:
+def summarise(patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig) -> LabSummary:
     labs = tuple(labs)
     ca = latest_calcium(labs, on=on, config=config)
     vd = latest(labs, "25ohd", on=on)

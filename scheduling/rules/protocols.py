@@ -16,10 +16,10 @@ from .calendar import add_days, add_months
 from .config import RulesConfig
 
 __all__ = [
-    "CHECK_LADDER",
-    "DMAB_OP",
-    "DMAB_ONCO",
     "ALENDRONATE",
+    "CHECK_LADDER",
+    "DMAB_ONCO",
+    "DMAB_OP",
     "PROTOCOL_IDS",
     "RECIPIENTS",
     "VITD",
@@ -112,9 +112,7 @@ def _op_ladder(days: tuple[int, ...], *, consolidation: bool) -> tuple[Escalatio
     return (
         EscalationLevel("L1", days[0], "W", ("patient", "nurse"), ("OVERDUE",)),
         EscalationLevel("L2", days[1], "H", ("physician",), ("OVERDUE_OUTSIDE_WINDOW",)),
-        EscalationLevel(
-            "L3", days[2], "C", ("physician", "specialist"), ("OVERDUE_INJECT_ASAP",)
-        ),
+        EscalationLevel("L3", days[2], "C", ("physician", "specialist"), ("OVERDUE_INJECT_ASAP",)),
         EscalationLevel("L4", days[3], "C", ("physician", "specialist"), l4),
     )
 

@@ -1,0 +1,480 @@
+"""Delivery: claim due rows with a lease, send them, record the outcome.
+
+A claim is one short transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (a plain
+conditional ``UPDATE`` on SQLite, whose writers are serialised) moves a batch to ``sending``
+with a claim token and a lease (``claimed_until``). A sender that dies leaves its rows in
+``sending``; when the lease runs out any sweep claims them again, so nothing is lost. Each
+row is marked ``sent`` right after its transport accepted it (and only if the claim is still
+ours), which keeps the window for a duplicate to one send.
+
+Before sending, each row is checked against the world: a reminder whose item is done,
+cancelled or moved, an escalation acknowledged or resolved, a revoked consent, a device gone
+— the row is cancelled instead. A transient failure retries with exponential backoff and
+jitter up to ``NOTIFY_MAX_ATTEMPTS``, then the row is ``dead`` and the care team's nurses
+are told. A permanent failure deactivates the device or suppresses the address: no retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from notifications import policy, rendering, services
+from notifications.models import (
+    Channel,
+    Device,
+    MessageKind,
+    OutboxMessage,
+    OutboxState,
+    SweepRun,
+)
+from notifications.transports import TransportError, transport_for
+from patients.models import Role, StaffMembership
+from scheduling.models import CLOSED_STATUSES
+
+log = logging.getLogger(__name__)
+
+SWEEP_NAME = "outbox"
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def lease_seconds() -> int:
+    return int(_setting("NOTIFY_LEASE_SECONDS", 300))
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Exponential backoff with equal jitter: half fixed, half random, capped."""
+    base = float(_setting("NOTIFY_RETRY_BASE_SECONDS", 60))
+    cap = float(_setting("NOTIFY_RETRY_MAX_SECONDS", 6 * 3600))
+    delay = min(cap, base * (1 << max(0, attempts - 1)))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+@dataclass
+class Stats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    lost_claims: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: Stats) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.retried += other.retried
+        self.dead += other.dead
+        self.cancelled += other.cancelled
+        self.lost_claims += other.lost_claims
+
+
+def outbox_claim(*, limit: int, now: datetime | None = None) -> tuple[str, list[OutboxMessage]]:
+    """Claim up to ``limit`` due rows (and rows whose lease ran out) for this caller."""
+    moment = now or timezone.now()
+    token = uuid.uuid4().hex
+    claimable = Q(state=OutboxState.PENDING, next_attempt_at__lte=moment) | Q(
+        state=OutboxState.SENDING, claimed_until__lt=moment
+    )
+    with transaction.atomic():
+        # By destination within a due time, so a device's rows land in one batch (one 410, not two).
+        candidates = OutboxMessage.objects.filter(claimable).order_by("next_attempt_at", "device_id", "pk")
+        if connection.features.has_select_for_update_skip_locked:
+            candidates = candidates.select_for_update(skip_locked=True)
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return token, []
+        # The same condition again: on SQLite there is no row lock, so the WHERE decides the winner.
+        OutboxMessage.objects.filter(claimable, pk__in=ids).update(
+            state=OutboxState.SENDING,
+            claim_token=token,
+            claimed_until=moment + timedelta(seconds=lease_seconds()),
+            updated_at=moment,
+        )
+    rows = list(
+        OutboxMessage.objects.filter(claim_token=token, state=OutboxState.SENDING)
+        .select_related("patient", "recipient_user", "device", "plan_item", "escalation")
+        .order_by("channel", "next_attempt_at", "pk")
+    )
+    return token, rows
+
+
+def _why_not(row: OutboxMessage) -> str:
+    """Why ``row`` must not be sent any more, or "" when it is still wanted."""
+    if row.kind == MessageKind.REMINDER:
+        item = row.plan_item
+        if item is None or item.status in CLOSED_STATUSES:
+            return "item_closed"
+        if row.item_version is not None and item.version != row.item_version:
+            return "item_moved"
+    if row.kind == MessageKind.ESCALATION:
+        esc = row.escalation
+        if esc is None or esc.resolved_at is not None:
+            return "resolved"
+        if esc.acknowledged_at is not None and row.recipient_user_id is not None:
+            return "acknowledged"
+    if row.recipient_user_id is not None:
+        user = row.recipient_user
+        if user is None or not user.is_active or (row.channel == Channel.EMAIL and not user.email):
+            return "recipient_inactive"
+    elif row.patient is not None:
+        patient = row.patient
+        if row.channel == Channel.EMAIL and not (patient.consent_email and patient.email):
+            return "consent_withdrawn"
+        if row.channel != Channel.EMAIL and not patient.consent_push:
+            return "consent_withdrawn"
+    if row.device_id is not None and (row.device is None or not row.device.active):
+        return "device_gone"
+    return ""
+
+
+def _address(row: OutboxMessage) -> tuple[str, str, str, str]:
+    """(to, first name, p256dh, auth) of a row."""
+    if row.device is not None:
+        first = row.patient.first_name if row.patient is not None else ""
+        return row.device.endpoint, first, row.device.p256dh, row.device.auth
+    if row.recipient_user is not None:
+        return row.recipient_user.email, row.recipient_user.first_name, "", ""
+    assert row.patient is not None
+    return row.patient.email, row.patient.first_name, "", ""
+
+
+def _device_active(device_id: int) -> bool:
+    """Read again just before a push: another sender may have seen this device's 410 meanwhile."""
+    return Device.objects.filter(pk=device_id, active=True).exists()
+
+
+def _finish(row: OutboxMessage, token: str, **values: Any) -> bool:
+    """Write the outcome of ``row`` if our claim still holds; keep the instance in step for the audit."""
+    values.setdefault("claimed_until", None)
+    values["updated_at"] = timezone.now()
+    done = OutboxMessage.objects.filter(pk=row.pk, claim_token=token, state=OutboxState.SENDING).update(**values)
+    for name, value in values.items():
+        setattr(row, name, value)
+    return bool(done)
+
+
+def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
+    """Send claimed ``rows``, one transport per channel, and record each outcome."""
+    stats = Stats(claimed=len(rows))
+    audited: list[OutboxMessage] = []
+    undeliverable: list[tuple[OutboxMessage, str]] = []
+    gone_devices: set[int] = set()
+    gone_addresses: set[str] = set()
+    by_channel: dict[str, list[OutboxMessage]] = defaultdict(list)
+    for row in rows:
+        reason = _why_not(row)
+        if reason:
+            if _finish(row, token, state=OutboxState.CANCELLED, closed_reason=reason):
+                stats.cancelled += 1
+                audited.append(row)
+            continue
+        by_channel[row.channel].append(row)
+    for channel, batch in by_channel.items():
+        transport = transport_for(channel)
+        try:
+            transport.open()
+        except TransportError as exc:
+            for row in batch:
+                _retry_or_die(row, token, exc, stats, audited, undeliverable)
+            continue
+        try:
+            for row in batch:
+                if row.claimed_until is not None and row.claimed_until < timezone.now():
+                    stats.lost_claims += 1  # the lease ran out: another sweep may have the row now
+                    continue
+                if (row.device_id and (row.device_id in gone_devices or not _device_active(row.device_id))) or (
+                    row.device_id is None and _address(row)[0].lower() in gone_addresses
+                ):
+                    if _finish(row, token, state=OutboxState.CANCELLED, closed_reason="destination_gone"):
+                        stats.cancelled += 1
+                        audited.append(row)
+                    continue
+                to, first_name, p256dh, auth = _address(row)
+                message = rendering.envelope(row, to=to, first_name=first_name, p256dh=p256dh, auth=auth)
+                try:
+                    provider_id = transport.send(message)
+                except TransportError as exc:
+                    if exc.permanent:
+                        _permanent(row, token, exc, stats, audited, undeliverable, gone_devices, gone_addresses, to)
+                    else:
+                        _retry_or_die(row, token, exc, stats, audited, undeliverable)
+                    continue
+                if _finish(
+                    row,
+                    token,
+                    state=OutboxState.SENT,
+                    provider_id=provider_id[:300],
+                    sent_at=timezone.now(),
+                    attempts=row.attempts + 1,
+                    last_error="",
+                ):
+                    stats.sent += 1
+                    audited.append(row)
+                else:
+                    stats.lost_claims += 1
+                    log.warning("outbox %s sent after its claim was lost: a duplicate is possible", row.pk)
+        finally:
+            transport.close()
+    if audited:
+        OutboxMessage.history.bulk_history_create(audited, update=True, default_change_reason="delivery")
+    if undeliverable:
+        _tell_staff(undeliverable)
+    return stats
+
+
+def _retry_or_die(
+    row: OutboxMessage,
+    token: str,
+    exc: TransportError,
+    stats: Stats,
+    audited: list[OutboxMessage],
+    undeliverable: list[tuple[OutboxMessage, str]],
+) -> None:
+    attempts = row.attempts + 1
+    if attempts >= int(_setting("NOTIFY_MAX_ATTEMPTS", 8)):
+        if _finish(
+            row,
+            token,
+            state=OutboxState.DEAD,
+            attempts=attempts,
+            last_error=exc.message[:2000],
+            closed_reason="max_attempts",
+        ):
+            stats.dead += 1
+            audited.append(row)
+            undeliverable.append((row, "max_attempts"))
+        return
+    delay = backoff_seconds(attempts)
+    if exc.retry_after:
+        delay = max(delay, exc.retry_after)
+    if _finish(
+        row,
+        token,
+        state=OutboxState.PENDING,
+        attempts=attempts,
+        last_error=exc.message[:2000],
+        next_attempt_at=timezone.now() + timedelta(seconds=delay),
+        claim_token="",
+    ):
+        stats.retried += 1
+        audited.append(row)
+
+
+def _permanent(
+    row: OutboxMessage,
+    token: str,
+    exc: TransportError,
+    stats: Stats,
+    audited: list[OutboxMessage],
+    undeliverable: list[tuple[OutboxMessage, str]],
+    gone_devices: set[int],
+    gone_addresses: set[str],
+    to: str,
+) -> None:
+    if _finish(
+        row,
+        token,
+        state=OutboxState.DEAD,
+        attempts=row.attempts + 1,
+        last_error=exc.message[:2000],
+        closed_reason="destination_gone",
+    ):
+        stats.dead += 1
+        audited.append(row)
+        undeliverable.append((row, "destination_gone"))
+    if row.device is not None:
+        gone_devices.add(row.device.pk)
+        stats.cancelled += services.device_deactivate(device=row.device, reason=exc.message)
+    else:
+        gone_addresses.add(to.lower())
+        stats.cancelled += services.address_suppress(email=to, reason=exc.message)
+
+
+def _tell_staff(rows: list[tuple[OutboxMessage, str]]) -> int:
+    """A dead patient message: the care team's nurses hear of it, once per item and reason."""
+    now = timezone.now()
+    new: list[OutboxMessage] = []
+    for row, reason in rows:
+        if row.recipient_user_id is not None or row.patient is None:
+            continue  # a staff message that died is in the admin and the health counts
+        subject = row.plan_item_id or row.escalation_id
+        for nurse in services.staff_for_patient(row.patient):
+            key = policy.idempotency_key(
+                "undeliverable", row.patient_id, row.kind, subject, row.item_version, reason, nurse.pk
+            )
+            new.append(
+                OutboxMessage(
+                    key=key,
+                    kind=MessageKind.UNDELIVERABLE,
+                    channel=Channel.EMAIL,
+                    patient_id=row.patient_id,
+                    recipient_user=nurse,
+                    plan_item_id=row.plan_item_id,
+                    escalation_id=row.escalation_id,
+                    language=nurse.language,
+                    context={"reason": reason},
+                    send_at=now,
+                    next_attempt_at=now,
+                )
+            )
+    return services.create_rows(new, reason="undeliverable")
+
+
+# --- the daily staff digest -------------------------------------------------------------------
+
+
+def staff_digest_fold(*, now: datetime | None = None) -> int:
+    """Replace a flood: when a staff member has many due alerts, fold them into one daily digest.
+
+    Once a member is in digest mode for a local day, later alerts of that day fold into the
+    next digest too (today's while it is pending, tomorrow's once today's is sent).
+    """
+    moment = now or timezone.now()
+    threshold = int(_setting("NOTIFY_DIGEST_THRESHOLD", 5))
+    due = OutboxMessage.objects.filter(
+        kind=MessageKind.ESCALATION,
+        state=OutboxState.PENDING,
+        recipient_user__isnull=False,
+        next_attempt_at__lte=moment,
+    )
+    counts = {
+        (r["recipient_user_id"], r["channel"]): r["n"]
+        for r in due.values("recipient_user_id", "channel").annotate(n=Count("pk"))
+    }
+    if not counts:
+        return 0
+    digests = OutboxMessage.objects.filter(
+        kind=MessageKind.DIGEST, recipient_user_id__in={u for u, _ in counts}, send_at__gte=moment - timedelta(days=2)
+    )
+    has_digest = {(d.recipient_user_id, d.channel, d.context.get("day")) for d in digests}
+    teams = dict(
+        StaffMembership.objects.filter(user_id__in={u for u, _ in counts}, role__in=[Role.NURSE, Role.PHYSICIAN])
+        .order_by("user_id", "pk")
+        .values_list("user_id", "care_team__timezone")
+    )
+    folded = 0
+    for (user_id, channel), n in counts.items():
+        tz = ZoneInfo(teams.get(user_id, settings.TIME_ZONE))
+        today = timezone.localtime(moment, tz).date()
+        if n < threshold and (user_id, channel, today.isoformat()) not in has_digest:
+            continue
+        folded += _fold(user_id, channel, today, tz, moment)
+    return folded
+
+
+def _fold(user_id: int, channel: str, today: date, tz: ZoneInfo, moment: datetime) -> int:
+    with transaction.atomic():
+        rows = OutboxMessage.objects.filter(
+            kind=MessageKind.ESCALATION,
+            state=OutboxState.PENDING,
+            recipient_user_id=user_id,
+            channel=channel,
+            next_attempt_at__lte=moment,
+        ).select_related("escalation")
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        batch = list(rows)
+        if not batch:
+            return 0
+        day = today
+        for _ in range(3):
+            key = policy.idempotency_key("digest", user_id, channel, day.isoformat())
+            digest, _created = OutboxMessage.objects.get_or_create(
+                key=key,
+                defaults={
+                    "kind": MessageKind.DIGEST,
+                    "channel": channel,
+                    "recipient_user_id": user_id,
+                    "language": batch[0].language,
+                    "context": {"day": day.isoformat(), "count": 0, "critical": 0},
+                    "send_at": moment if day == today else policy.local_send_at(day, tz=tz, at=services.notify_time()),
+                    "next_attempt_at": moment
+                    if day == today
+                    else policy.local_send_at(day, tz=tz, at=services.notify_time()),
+                },
+            )
+            if digest.state == OutboxState.PENDING:
+                break
+            day = day + timedelta(days=1)
+        else:
+            return 0
+        digest = OutboxMessage.objects.select_for_update().get(pk=digest.pk)
+        critical = sum(1 for r in batch if r.escalation is not None and r.escalation.severity == "C")
+        digest.context = {
+            **digest.context,
+            "count": int(digest.context.get("count", 0)) + len(batch),
+            "critical": int(digest.context.get("critical", 0)) + critical,
+        }
+        digest.save(update_fields=["context", "updated_at"])
+        OutboxMessage.objects.filter(pk__in=[r.pk for r in batch], state=OutboxState.PENDING).update(
+            state=OutboxState.DIGESTED, digest=digest, closed_reason="digest", updated_at=moment
+        )
+        for r in batch:
+            r.state, r.digest, r.closed_reason = OutboxState.DIGESTED, digest, "digest"
+        OutboxMessage.history.bulk_history_create(batch, update=True, default_change_reason="digest")
+        return len(batch)
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+def sweep_record(
+    *, started: datetime | None = None, finished: datetime | None = None, stats: Stats | None = None
+) -> None:
+    SweepRun.objects.get_or_create(name=SWEEP_NAME)
+    values: dict[str, Any] = {}
+    if started is not None:
+        values.update(last_started_at=started, runs=F("runs") + 1)
+    if finished is not None:
+        values["last_finished_at"] = finished
+    if stats is not None:
+        values.update(last_claimed=stats.claimed, last_sent=stats.sent)
+    SweepRun.objects.filter(name=SWEEP_NAME).update(**values)
+
+
+def outbox_drain(*, batch_size: int | None = None, time_budget: float | None = None) -> Stats:
+    """Claim and send batches until nothing is due or the time budget is spent."""
+    size = batch_size or int(_setting("NOTIFY_BATCH_SIZE", 100))
+    budget = time_budget if time_budget is not None else float(_setting("NOTIFY_SWEEP_BUDGET_SECONDS", 45))
+    deadline = time.monotonic() + budget
+    total = Stats()
+    while time.monotonic() < deadline:
+        token, rows = outbox_claim(limit=size)
+        if not rows:
+            break
+        total.add(outbox_deliver(token, rows))
+    return total
+
+
+def outbox_backlog(*, now: datetime | None = None) -> int:
+    moment = now or timezone.now()
+    return OutboxMessage.objects.filter(
+        Q(state=OutboxState.PENDING, next_attempt_at__lte=moment)
+        | Q(state=OutboxState.SENDING, claimed_until__lt=moment)
+    ).count()
+
+
+def outbox_sweep(*, batch_size: int | None = None, time_budget: float | None = None) -> Stats:
+    """One sweep (beat, every minute): record it, fold floods into digests, drain what is due."""
+    started = timezone.now()
+    sweep_record(started=started)
+    staff_digest_fold(now=started)
+    stats = outbox_drain(batch_size=batch_size, time_budget=time_budget)
+    sweep_record(finished=timezone.now(), stats=stats)
+    return stats

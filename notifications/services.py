@@ -1,0 +1,602 @@
+"""Writes of the outbox: reminders and escalation messages kept in step with the plan.
+
+``outbox_sync`` is called by ``scheduling.services.plans_sync_batch`` at the end of every
+re-plan, inside the same transaction. It computes, for the patients of the batch, every
+message the plan and the open escalations call for, keyed by a stable idempotency key, and
+diffs that against the stored pending rows: unchanged facts create and cancel nothing; a
+moved item (new ``version``) or a done or cancelled one cancels its pending rows and
+creates the right new ones. A batch costs a fixed number of queries.
+
+Delivery (the sweep, the transports, retries) lives in ``notifications.delivery``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from backend.errors import CarnetError
+from notifications import policy
+from notifications.models import (
+    PUSH_CHANNELS,
+    Channel,
+    Device,
+    MessageKind,
+    NotificationPreference,
+    OutboxMessage,
+    OutboxState,
+    SuppressedAddress,
+)
+from patients.models import Patient, Role, StaffMembership, User
+from scheduling.models import OPEN_STATUSES, Escalation, PlanItem
+
+if TYPE_CHECKING:
+    from scheduling.services import SyncResult
+
+log = logging.getLogger(__name__)
+
+ALL_CHANNELS = tuple(c.value for c in Channel)
+# Escalation audiences (scheduling.rules.protocols.RECIPIENTS) to care-team roles. There is no
+# specialist role yet: a specialist alert goes to the team's physicians.
+AUDIENCE_ROLES: dict[str, tuple[str, ...]] = {
+    "nurse": (Role.NURSE,),
+    "physician": (Role.PHYSICIAN,),
+    "specialist": (Role.PHYSICIAN,),
+}
+
+
+def notify_time() -> time:
+    """TIME-04 default: the policy's notify hour (09:00 unless CARNET_RULES says otherwise)."""
+    from scheduling.selectors import rules_config
+
+    return time(rules_config().notify_hour, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How to reach one person: time zone, time of day, quiet hours, language, channels."""
+
+    tz: ZoneInfo
+    at: time
+    quiet_start: time | None
+    quiet_end: time | None
+    language: str
+    channels: tuple[str, ...]
+
+    def send_at(self, day: date, *, not_before: datetime | None = None) -> datetime:
+        return policy.local_send_at(
+            day, tz=self.tz, at=self.at, quiet_start=self.quiet_start, quiet_end=self.quiet_end, not_before=not_before
+        )
+
+
+def _reach(pref: NotificationPreference | None, *, tz: str, language: str) -> Reach:
+    if pref is None:
+        return Reach(ZoneInfo(tz), notify_time(), None, None, language, ALL_CHANNELS)
+    return Reach(
+        ZoneInfo(tz),
+        pref.time_of_day,
+        pref.quiet_start,
+        pref.quiet_end,
+        pref.language or language,
+        tuple(pref.channels) if pref.channels else ALL_CHANNELS,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """One channel of one recipient: the email address or the push device, with its key part."""
+
+    channel: str
+    ref: str  # part of the idempotency key: "patient:12", "user:3", "device:7"
+    device_id: int | None = None
+
+
+def _patient_destinations(
+    patient: Patient, reach: Reach, devices: list[Device], suppressed: set[str]
+) -> list[Destination]:
+    out: list[Destination] = []
+    if (
+        Channel.EMAIL in reach.channels
+        and patient.consent_email
+        and patient.email
+        and patient.email.lower() not in suppressed
+    ):
+        out.append(Destination(Channel.EMAIL, f"patient:{patient.pk}"))
+    if patient.consent_push:
+        for device in devices:
+            if device.active and device.channel in reach.channels:
+                out.append(Destination(device.channel, f"device:{device.pk}", device.pk))
+    return out
+
+
+def _staff_destinations(user: User, suppressed: set[str]) -> list[Destination]:
+    """Staff are reached by email (and on their worklist, which reads the Escalation rows)."""
+    if not user.is_active or not user.email or user.email.lower() in suppressed:
+        return []
+    return [Destination(Channel.EMAIL, f"user:{user.pk}")]
+
+
+@dataclass
+class _Context:
+    """What one batch of patients needs, read in a fixed number of queries."""
+
+    patients: dict[int, Patient]
+    items: dict[int, list[PlanItem]]
+    escalations: list[Escalation]
+    prefs: dict[int, NotificationPreference]
+    user_prefs: dict[int, NotificationPreference]
+    devices: dict[int, list[Device]]
+    staff: dict[tuple[int, str], list[User]]  # (care team, role) -> users
+    team_tz: dict[int, str]
+    suppressed: set[str]
+
+
+def _load(patient_ids: list[int]) -> _Context:
+    patients = {
+        p.pk: p
+        for p in Patient.objects.filter(pk__in=patient_ids)
+        .select_related("care_team")
+        .only(
+            "pk",
+            "timezone",
+            "language",
+            "email",
+            "consent_email",
+            "consent_push",
+            "first_name",
+            "care_team__id",
+            "care_team__timezone",
+        )
+    }
+    items: dict[int, list[PlanItem]] = defaultdict(list)
+    for item in PlanItem.objects.filter(patient_id__in=patient_ids, status__in=OPEN_STATUSES).only(
+        "pk", "patient_id", "key", "kind", "protocol", "due", "version", "status"
+    ):
+        items[item.patient_id].append(item)
+    escalations = list(
+        Escalation.objects.filter(patient_id__in=patient_ids, resolved_at__isnull=True)
+        .select_related("plan_item")
+        .only(
+            "pk",
+            "patient_id",
+            "level",
+            "severity",
+            "notify",
+            "opened_at",
+            "opened_on",
+            "acknowledged_at",
+            "plan_item__id",
+            "plan_item__status",
+            "plan_item__key",
+        )
+    )
+    prefs = {p.patient_id: p for p in NotificationPreference.objects.filter(patient_id__in=patient_ids) if p.patient_id}
+    devices: dict[int, list[Device]] = defaultdict(list)
+    for device in Device.objects.filter(patient_id__in=patient_ids, active=True).order_by("pk"):
+        assert device.patient_id is not None
+        devices[device.patient_id].append(device)
+    team_ids = {p.care_team_id for p in patients.values()}
+    staff: dict[tuple[int, str], list[User]] = defaultdict(list)
+    user_ids: set[int] = set()
+    if escalations:
+        for membership in (
+            StaffMembership.objects.filter(care_team_id__in=team_ids, role__in=[Role.NURSE, Role.PHYSICIAN])
+            .select_related("user")
+            .order_by("pk")
+        ):
+            staff[(membership.care_team_id, membership.role)].append(membership.user)
+            user_ids.add(membership.user_id)
+    user_prefs = (
+        {p.user_id: p for p in NotificationPreference.objects.filter(user_id__in=user_ids) if p.user_id}
+        if user_ids
+        else {}
+    )
+    emails = [p.email.lower() for p in patients.values() if p.email] + [
+        u.email.lower() for users in staff.values() for u in users
+    ]
+    suppressed = (
+        set(SuppressedAddress.objects.filter(email__in=emails).values_list("email", flat=True)) if emails else set()
+    )
+    return _Context(
+        patients=patients,
+        items=items,
+        escalations=escalations,
+        prefs=prefs,
+        user_prefs=user_prefs,
+        devices=devices,
+        staff=staff,
+        team_tz={p.care_team_id: p.care_team.timezone for p in patients.values()},
+        suppressed={s.lower() for s in suppressed},
+    )
+
+
+def _protocol_offsets() -> dict[str, tuple[int, ...]]:
+    from scheduling.rules.protocols import protocols
+    from scheduling.selectors import rules_config
+
+    return {pid: p.notification_offsets for pid, p in protocols(rules_config()).items()}
+
+
+def _row(
+    *,
+    key: str,
+    kind: str,
+    dest: Destination,
+    send_at: datetime,
+    language: str,
+    patient_id: int | None,
+    recipient_user_id: int | None = None,
+    plan_item: PlanItem | None = None,
+    offset: int | None = None,
+    escalation: Escalation | None = None,
+    repeat: int = 0,
+    context: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    return OutboxMessage(
+        key=key,
+        kind=kind,
+        channel=dest.channel,
+        state=OutboxState.PENDING,
+        patient_id=patient_id,
+        recipient_user_id=recipient_user_id,
+        device_id=dest.device_id,
+        plan_item=plan_item,
+        item_version=plan_item.version if plan_item is not None else None,
+        offset_days=offset,
+        escalation=escalation,
+        repeat=repeat,
+        language=language,
+        context=context or {},
+        send_at=send_at,
+        next_attempt_at=send_at,
+    )
+
+
+def _desired(ctx: _Context, now: datetime) -> tuple[dict[str, OutboxMessage], set[str]]:
+    """Every message the plan calls for, by key, and the keys that may still be created.
+
+    Past offsets stay in the desired set (so a pending row for them is not cancelled) but are
+    not created: a "14 days before" reminder is pointless 9 days before.
+    """
+    offsets_by_protocol = _protocol_offsets()
+    desired: dict[str, OutboxMessage] = {}
+    creatable: set[str] = set()
+    for pid, patient in ctx.patients.items():
+        reach = _reach(ctx.prefs.get(pid), tz=patient.timezone, language=patient.language)
+        dests = _patient_destinations(patient, reach, ctx.devices.get(pid, []), ctx.suppressed)
+        if not dests:
+            continue
+        today = timezone.localtime(now, reach.tz).date()
+        for item in ctx.items.get(pid, []):
+            offsets = policy.offsets_for(item.kind, offsets_by_protocol.get(item.protocol))
+            for offset in offsets:
+                day = item.due + timedelta(days=offset)  # TIME-03: calendar days on a local date
+                send_at = reach.send_at(day)
+                for dest in dests:
+                    key = policy.idempotency_key(
+                        "reminder", pid, item.key, item.version, offset, dest.channel, dest.ref
+                    )
+                    desired[key] = _row(
+                        key=key,
+                        kind=MessageKind.REMINDER,
+                        dest=dest,
+                        send_at=send_at,
+                        language=reach.language,
+                        patient_id=pid,
+                        plan_item=item,
+                        offset=offset,
+                        context={"item_kind": item.kind},
+                    )
+                    if day >= today:
+                        creatable.add(key)
+    latest_level: dict[int, str] = {}
+    for esc in ctx.escalations:
+        latest_level[esc.plan_item_id] = max(latest_level.get(esc.plan_item_id, ""), esc.level)
+    for esc in ctx.escalations:
+        if esc.plan_item.status not in OPEN_STATUSES:
+            continue
+        subject = ctx.patients.get(esc.patient_id)
+        if subject is None:
+            continue
+        for audience in esc.notify:
+            _escalation_rows(ctx, esc, subject, audience, latest_level, now, desired, creatable)
+    return desired, creatable
+
+
+def _escalation_rows(
+    ctx: _Context,
+    esc: Escalation,
+    patient: Patient,
+    audience: str,
+    latest_level: dict[int, str],
+    now: datetime,
+    desired: dict[str, OutboxMessage],
+    creatable: set[str],
+) -> None:
+    context = {"level": esc.level, "severity": esc.severity}
+    if audience == "patient":
+        # The patient hears once per level, at their time of day, never before the escalation opened.
+        reach = _reach(ctx.prefs.get(patient.pk), tz=patient.timezone, language=patient.language)
+        send_at = reach.send_at(esc.opened_on, not_before=esc.opened_at)
+        for dest in _patient_destinations(patient, reach, ctx.devices.get(patient.pk, []), ctx.suppressed):
+            key = policy.idempotency_key("escalation", esc.pk, 0, dest.channel, dest.ref)
+            desired[key] = _row(
+                key=key,
+                kind=MessageKind.ESCALATION,
+                dest=dest,
+                send_at=send_at,
+                language=reach.language,
+                patient_id=patient.pk,
+                escalation=esc,
+                context=context,
+            )
+            creatable.add(key)
+        return
+    if esc.acknowledged_at is not None:
+        return  # acknowledging stops the staff messages of this level
+    rule = policy.ESCALATION_POLICY.get(esc.severity, policy.EscalationPolicy())
+    # Repeats only for the highest open level of an item; lower levels were sent once.
+    repeats = rule.repeats if latest_level.get(esc.plan_item_id) == esc.level else 0
+    seen: set[int] = set()
+    for role in AUDIENCE_ROLES.get(audience, ()):
+        for user in ctx.staff.get((patient.care_team_id, role), []):
+            if user.pk in seen:
+                continue
+            seen.add(user.pk)
+            reach = _reach(ctx.user_prefs.get(user.pk), tz=ctx.team_tz[patient.care_team_id], language=user.language)
+            today = timezone.localtime(now, reach.tz).date()
+            for dest in _staff_destinations(user, ctx.suppressed):
+                for repeat in range(repeats + 1):
+                    day = esc.opened_on + timedelta(days=repeat * rule.repeat_days)
+                    send_at = reach.send_at(day, not_before=esc.opened_at)
+                    key = policy.idempotency_key("escalation", esc.pk, repeat, dest.channel, dest.ref)
+                    desired[key] = _row(
+                        key=key,
+                        kind=MessageKind.ESCALATION,
+                        dest=dest,
+                        send_at=send_at,
+                        language=reach.language,
+                        patient_id=patient.pk,
+                        recipient_user_id=user.pk,
+                        escalation=esc,
+                        repeat=repeat,
+                        context={**context, "audience": audience},
+                    )
+                    if repeat == 0 or day >= today:
+                        creatable.add(key)
+
+
+@dataclass
+class OutboxSyncResult:
+    created: int = 0
+    cancelled: int = 0
+    retimed: int = 0
+
+
+def outbox_sync(
+    *, patients: Sequence[Patient], result: SyncResult | None = None, now: datetime | None = None
+) -> OutboxSyncResult:
+    """Bring the pending outbox rows of ``patients`` in step with their plan and escalations.
+
+    Runs inside the caller's transaction (``plans_sync_batch``). ``result`` is informative only:
+    the diff is against the stored plan, so a missed call is repaired by the next one.
+    """
+    moment = now or timezone.now()
+    ids = [p.pk for p in patients]
+    out = OutboxSyncResult()
+    if not ids:
+        return out
+    with transaction.atomic():
+        ctx = _load(ids)
+        desired, creatable = _desired(ctx, moment)
+        pending = {
+            row.key: row
+            for row in OutboxMessage.objects.filter(
+                patient_id__in=ids,
+                state=OutboxState.PENDING,
+                kind__in=[MessageKind.REMINDER, MessageKind.ESCALATION],
+            ).only("pk", "key", "state", "send_at", "next_attempt_at", "attempts", "language")
+        }
+        existing: set[str] = set(pending)
+        wanted = [k for k in creatable if k not in pending]
+        for start in range(0, len(wanted), 900):
+            existing.update(
+                OutboxMessage.objects.filter(key__in=wanted[start : start + 900]).values_list("key", flat=True)
+            )
+        to_create = [desired[k] for k in creatable if k not in existing]
+        if to_create:
+            out.created = create_rows(to_create, reason="planned")
+        stale = [row for key, row in pending.items() if key not in desired]
+        if stale:
+            _close(stale, state=OutboxState.CANCELLED, reason="replanned", now=moment)
+            out.cancelled = len(stale)
+        retime = []
+        for key, row in pending.items():
+            want = desired.get(key)
+            if want is None or row.attempts:
+                continue
+            if row.send_at != want.send_at or row.language != want.language:
+                row.send_at = row.next_attempt_at = want.send_at
+                row.language = want.language
+                row.updated_at = moment
+                retime.append(row)
+        if retime:
+            OutboxMessage.objects.bulk_update(
+                retime, ["send_at", "next_attempt_at", "language", "updated_at"], batch_size=500
+            )
+            out.retimed = len(retime)
+    if out.created or out.cancelled or out.retimed:
+        log.info(
+            "outbox_sync: %s patients, %s created, %s cancelled, %s retimed",
+            len(ids),
+            out.created,
+            out.cancelled,
+            out.retimed,
+        )
+    return out
+
+
+def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
+    """Insert rows, skipping keys that already exist (a concurrent re-plan), and audit them."""
+    if not rows:
+        return 0
+    OutboxMessage.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+    keys = [r.key for r in rows]
+    fresh: list[OutboxMessage] = []
+    for start in range(0, len(keys), 900):
+        fresh.extend(OutboxMessage.objects.filter(key__in=keys[start : start + 900]))
+    OutboxMessage.history.bulk_history_create(fresh, batch_size=500, default_change_reason=reason)
+    return len(fresh)
+
+
+def _close(rows: Iterable[OutboxMessage], *, state: str, reason: str, now: datetime) -> int:
+    """Cancel (or kill) pending rows, audited; a row already claimed by a sender is left alone."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    changed = OutboxMessage.objects.filter(pk__in=[r.pk for r in rows], state=OutboxState.PENDING).update(
+        state=state, closed_reason=reason, updated_at=now
+    )
+    full = list(OutboxMessage.objects.filter(pk__in=[r.pk for r in rows], state=state, closed_reason=reason))
+    OutboxMessage.history.bulk_history_create(full, update=True, default_change_reason=reason)
+    return changed
+
+
+# --- preferences and devices --------------------------------------------------------------------
+
+
+def _resync(patient: Patient | None) -> None:
+    if patient is not None:
+        outbox_sync(patients=[patient])
+
+
+@transaction.atomic
+def preference_set(
+    *,
+    patient: Patient | None = None,
+    user: User | None = None,
+    channels: list[str] | None = None,
+    time_of_day: time | None = None,
+    quiet_start: time | None = None,
+    quiet_end: time | None = None,
+    language: str | None = None,
+) -> NotificationPreference:
+    """Set how a patient (or a staff member) is reached; pending reminders are re-timed."""
+    if (patient is None) == (user is None):
+        raise CarnetError("Give a patient or a user.", field="patient")
+    pref, _ = NotificationPreference.objects.get_or_create(patient=patient, user=user)
+    if channels is not None:
+        unknown = sorted(set(channels) - set(ALL_CHANNELS))
+        if unknown:
+            raise CarnetError(f"Unknown channels: {', '.join(unknown)}.", field="channels")
+        pref.channels = list(dict.fromkeys(channels))
+    if time_of_day is not None:
+        pref.time_of_day = time_of_day
+    if (quiet_start is None) != (quiet_end is None):
+        raise CarnetError("Give both ends of the quiet hours, or neither.", field="quiet_end")
+    pref.quiet_start, pref.quiet_end = quiet_start, quiet_end
+    if language is not None:
+        pref.language = language
+    pref.full_clean()
+    pref.save()
+    _resync(patient)
+    return pref
+
+
+@transaction.atomic
+def device_register(
+    *,
+    patient: Patient | None = None,
+    user: User | None = None,
+    channel: str,
+    endpoint: str,
+    p256dh: str = "",
+    auth: str = "",
+) -> Device:
+    """Register (or re-activate) a push destination; pending reminders gain this device."""
+    if channel not in PUSH_CHANNELS:
+        raise CarnetError(f"Unknown push channel {channel!r}.", field="channel")
+    if channel == Channel.WEBPUSH:
+        allowed = ("https://", "http://") if getattr(settings, "NOTIFY_WEBPUSH_ALLOW_HTTP", False) else ("https://",)
+        if not endpoint.startswith(allowed):
+            raise CarnetError("A Web Push endpoint must be an https URL.", field="endpoint")
+        if not p256dh or not auth:
+            raise CarnetError("A Web Push subscription needs its p256dh and auth keys.", field="p256dh")
+    device, _created = Device.objects.update_or_create(
+        channel=channel,
+        endpoint=endpoint,
+        defaults={
+            "patient": patient,
+            "user": user,
+            "p256dh": p256dh,
+            "auth": auth,
+            "active": True,
+            "deactivated_at": None,
+            "deactivation_reason": "",
+        },
+    )
+    _resync(patient)
+    return device
+
+
+def device_deactivate(*, device: Device, reason: str, now: datetime | None = None) -> int:
+    """A permanent failure (410 Gone, unregistered token): the device is off, its pending rows cancelled."""
+    moment = now or timezone.now()
+    with transaction.atomic():
+        updated = Device.objects.filter(pk=device.pk, active=True).update(
+            active=False, deactivated_at=moment, deactivation_reason=reason[:200]
+        )
+        if updated:
+            fresh = Device.objects.get(pk=device.pk)
+            Device.history.bulk_history_create([fresh], update=True, default_change_reason=reason[:100])
+        pending = OutboxMessage.objects.filter(device_id=device.pk, state=OutboxState.PENDING)
+        return _close(pending, state=OutboxState.CANCELLED, reason="device_gone", now=moment)
+
+
+def address_suppress(*, email: str, reason: str, now: datetime | None = None) -> int:
+    """A permanent bounce: never write to ``email`` again; its pending rows are cancelled."""
+    moment = now or timezone.now()
+    address = email.lower()
+    with transaction.atomic():
+        SuppressedAddress.objects.get_or_create(email=address, defaults={"reason": reason[:300]})
+        patient_ids = list(Patient.objects.filter(email__iexact=address).values_list("pk", flat=True))
+        user_ids = list(User.objects.filter(email__iexact=address).values_list("pk", flat=True))
+        pending = OutboxMessage.objects.filter(channel=Channel.EMAIL, state=OutboxState.PENDING).filter(
+            recipient_user_id__in=user_ids
+        ) | OutboxMessage.objects.filter(
+            channel=Channel.EMAIL, state=OutboxState.PENDING, recipient_user__isnull=True, patient_id__in=patient_ids
+        ).exclude(kind__in=[MessageKind.DIGEST, MessageKind.UNDELIVERABLE])
+        return _close(pending, state=OutboxState.CANCELLED, reason="address_bounced", now=moment)
+
+
+# --- escalations: acknowledging stops repeats, resolving closes ---------------------------------
+
+
+def escalation_messages_stop(*, escalation: Escalation, now: datetime | None = None) -> int:
+    """After an acknowledgement or a resolution: cancel the pending staff messages of the level."""
+    moment = now or timezone.now()
+    rows = OutboxMessage.objects.filter(escalation_id=escalation.pk, state=OutboxState.PENDING)
+    if escalation.resolved_at is None:
+        rows = rows.filter(recipient_user__isnull=False)
+    return _close(
+        rows, state=OutboxState.CANCELLED, reason="resolved" if escalation.resolved_at else "acknowledged", now=moment
+    )
+
+
+def staff_for_patient(patient: Patient, roles: Sequence[str] = (Role.NURSE,)) -> list[User]:
+    return [
+        m.user
+        for m in StaffMembership.objects.filter(care_team_id=patient.care_team_id, role__in=list(roles))
+        .select_related("user")
+        .order_by("pk")
+        if m.user.is_active
+    ]

@@ -1,0 +1,60 @@
+"""The transport interface: ``send(message) -> provider id``, or ``TransportError``.
+
+A transport knows one channel. It never touches the database: the sweep turns a
+``TransportError`` into a retry (transient) or into a deactivated device or address and no
+retry (``permanent=True``: 410 Gone, an unregistered token, a bounced address).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+class TransportError(Exception):
+    """A failed send. ``permanent`` means the destination is gone: do not retry, deactivate it."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a transport sends: neutral texts (no drug, dose or diagnosis) and the row's key."""
+
+    key: str
+    channel: str
+    to: str  # an email address, a Web Push endpoint, an FCM or APNs token
+    language: str
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    push_title: str = ""
+    push_body: str = ""
+    url: str = ""
+    data: dict[str, str] = field(default_factory=dict)
+    p256dh: str = ""
+    auth: str = ""
+
+    @property
+    def collapse_id(self) -> str:
+        """The row key as the provider's collapse / topic id (32 characters fit every channel)."""
+        return self.key[:32]
+
+
+class Transport:
+    """One channel. ``open``/``close`` bracket a batch so a connection can be reused."""
+
+    channel: ClassVar[str] = ""
+
+    def open(self) -> None:
+        """Prepare for a batch (connect, fetch a token); the default does nothing."""
+
+    def close(self) -> None:
+        """Release what ``open`` took; the default does nothing."""
+
+    def send(self, message: Envelope) -> str:
+        raise NotImplementedError

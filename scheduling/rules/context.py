@@ -1,0 +1,119 @@
+"""Shared look-ups over a patient's facts (which course a dose belongs to, active courses)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+from .calendar import add_months
+from .config import RulesConfig
+from .facts import Course, Dose, PlanInput
+from .protocols import DMAB_ONCO, DMAB_OP, Protocol, protocols
+
+__all__ = ["Context", "assign_courses"]
+
+
+def assign_courses(facts: PlanInput) -> dict[str, str | None]:
+    """Dose key -> course key: the dose's own ``course_key``, else the latest course of the same
+    protocol that started on or before the dose; consolidation doses without a course stay None."""
+    result: dict[str, str | None] = {}
+    for dose in facts.doses:
+        if dose.course_key is not None:
+            result[dose.key] = dose.course_key
+            continue
+        candidates = [c for c in facts.courses if c.protocol == dose.protocol and c.start_date <= dose.given_on]
+        best = max(candidates, key=lambda c: c.start_date) if candidates else None
+        result[dose.key] = best.key if best else None
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    facts: PlanInput
+    today: date
+    config: RulesConfig
+    table: Mapping[str, Protocol]
+    dose_course: Mapping[str, str | None]
+
+    @classmethod
+    def build(cls, facts: PlanInput, today: date, config: RulesConfig) -> Context:
+        return cls(facts, today, config, protocols(config), assign_courses(facts))
+
+    @property
+    def horizon_end(self) -> date:
+        return add_months(self.today, self.config.horizon_months)
+
+    def course(self, key: str | None) -> Course | None:
+        return next((c for c in self.facts.courses if c.key == key), None)
+
+    def doses_of(self, course: Course, *, before: date | None = None) -> tuple[Dose, ...]:
+        """Doses of ``course`` in date order (strictly before ``before`` when given)."""
+        found = [
+            d
+            for d in self.facts.doses
+            if self.dose_course.get(d.key) == course.key
+            and d.protocol == course.protocol
+            and (before is None or d.given_on < before)
+        ]
+        return tuple(sorted(found, key=lambda d: (d.given_on, d.key)))
+
+    def doses_where(
+        self,
+        *,
+        family: str | None = None,
+        protocol: str | None = None,
+        indication: str | None = None,
+        before: date | None = None,
+    ) -> tuple[Dose, ...]:
+        found = []
+        for d in self.facts.doses:
+            p = self.table.get(d.protocol)
+            if p is None:
+                continue
+            if family is not None and p.family != family:
+                continue
+            if protocol is not None and p.id != protocol:
+                continue
+            if indication is not None and p.indication != indication:
+                continue
+            if before is not None and d.given_on >= before:
+                continue
+            found.append(d)
+        return tuple(sorted(found, key=lambda d: (d.given_on, d.key)))
+
+    def switch_date(self, course: Course) -> date | None:
+        """DUP-01: the date an osteoporosis denosumab course was superseded by an oncology one."""
+        if course.protocol != DMAB_OP:
+            return None
+        starts = [
+            c.start_date
+            for c in self.facts.courses
+            if c.protocol == DMAB_ONCO
+            and c.start_date >= course.start_date
+            and (course.stop is None or c.start_date <= course.stop.date)
+        ]
+        return min(starts) if starts else None
+
+    def active_on(self, course: Course, day: date) -> bool:
+        """A course is active from its start until its stop date (exclusive) or OP→onco switch."""
+        if course.start_date > day:
+            return False
+        if course.stop is not None and day >= course.stop.date:
+            return False
+        switched = self.switch_date(course)
+        return switched is None or day < switched
+
+    def active_courses(
+        self, day: date, *, family: str | None = None, protocol: str | None = None
+    ) -> tuple[Course, ...]:
+        found = []
+        for c in self.facts.courses:
+            p = self.table.get(c.protocol)
+            if p is None or (family is not None and p.family != family):
+                continue
+            if protocol is not None and c.protocol != protocol:
+                continue
+            if self.active_on(c, day):
+                found.append(c)
+        return tuple(found)

@@ -1,0 +1,139 @@
+"""Plan items and the status ladder shared by every protocol (OP-04, ONC-02, ZOL-08, CONS-05).
+
+Status decision: an administration item whose status would be ``window_open`` or ``due`` and
+that a blocking flag applies to gets status ``blocked``. An overdue item keeps ``overdue_Lk`` (the
+ladder must stay visible to drive alerts) and lists the blocks in ``blocked_by``. ``level``,
+``days_late`` and the escalation dates are always kept. ``scheduled`` and ``reminder`` items are
+never gated (gates are evaluated only when the dose could be given today).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from .calendar import add_days
+from .flags import Flag
+from .labs import LabSummary
+from .protocols import EscalationLevel
+
+__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "ladder_status", "make_item"]
+
+ACTIONABLE = ("window_open", "due")  # plus every overdue_Lk
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    reminder_days: int
+    window_before_days: int
+    window_after_days: int
+    window_status: bool
+    ladder: tuple[EscalationLevel, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    key: str
+    kind: str
+    protocol: str | None
+    course_key: str | None
+    ordinal: int | None
+    dose_mg: float | None
+    product: str | None
+    phase: str | None
+    due: date
+    window_start: date
+    window_end: date
+    reminder: date
+    status: str
+    level: str | None
+    escalation: Mapping[str, date]
+    rule: str
+    blocked_by: tuple[str, ...] = ()
+    days_late: int = 0
+    severity: str | None = None
+    notify: tuple[str, ...] = ()
+    notification_offsets: tuple[int, ...] = ()
+    until: date | None = None
+
+    @property
+    def actionable(self) -> bool:
+        """The dose could be given today: window open, due, overdue (or blocked)."""
+        return self.status in ACTIONABLE or self.status.startswith("overdue") or (self.status == "blocked")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    items: tuple[PlanItem, ...]
+    flags: tuple[Flag, ...]
+    labs: LabSummary
+    notes: tuple[str, ...] = field(default=())
+
+
+def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, EscalationLevel | None, int]:
+    """(status, current level, days late) of an item on ``today``.
+
+    ``scheduled`` before the reminder, ``reminder`` until the window opens, ``window_open`` until
+    D-1 (or ``reminder`` for ladders without a window status: ONC-02, ZOL-08), ``due`` on D,
+    then ``overdue_Lk`` for the highest rung whose offset is reached.
+    """
+    reminder = add_days(due, -timing.reminder_days)
+    window_start = add_days(due, -timing.window_before_days)
+    if today < due:
+        if today < reminder:
+            return "scheduled", None, 0
+        if today < window_start or not timing.window_status:
+            return "reminder", None, 0
+        return "window_open", None, 0
+    late = (today - due).days
+    if late == 0:
+        return "due", None, 0
+    reached = [lvl for lvl in timing.ladder if late >= lvl.offset_days]
+    if not reached:
+        return "due", None, late
+    level = reached[-1]
+    return f"overdue_{level.level}", level, late
+
+
+def make_item(
+    *,
+    key: str,
+    kind: str,
+    due: date,
+    today: date,
+    timing: Timing,
+    rule: str,
+    protocol: str | None = None,
+    course_key: str | None = None,
+    ordinal: int | None = None,
+    dose_mg: float | None = None,
+    product: str | None = None,
+    phase: str | None = None,
+    notification_offsets: tuple[int, ...] = (),
+    until: date | None = None,
+) -> PlanItem:
+    status, level, late = ladder_status(today, due, timing)
+    return PlanItem(
+        key=key,
+        kind=kind,
+        protocol=protocol,
+        course_key=course_key,
+        ordinal=ordinal,
+        dose_mg=dose_mg,
+        product=product,
+        phase=phase,
+        due=due,
+        window_start=add_days(due, -timing.window_before_days),
+        window_end=add_days(due, timing.window_after_days),
+        reminder=add_days(due, -timing.reminder_days),
+        status=status,
+        level=level.level if level else None,
+        escalation={lvl.level: add_days(due, lvl.offset_days) for lvl in timing.ladder},
+        rule=rule,
+        days_late=late,
+        severity=level.severity if level else None,
+        notify=level.notify if level else (),
+        notification_offsets=notification_offsets,
+        until=until,
+    )

@@ -1,0 +1,237 @@
+"""The stored plan follows the facts, in the same transaction, and rewrites nothing needlessly."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from backend.errors import CarnetError
+from patients import services as booklet
+from patients.models import DoseRecord
+from scheduling import services
+from scheduling.models import Escalation, PlanItem
+
+from .conftest import at
+
+pytestmark = pytest.mark.django_db
+
+OP = "denosumab_op_60mg_q6m"
+
+
+def _injections(patient: Any) -> list[PlanItem]:
+    return list(PlanItem.objects.filter(patient=patient, kind="injection").order_by("due"))
+
+
+def _open_injection(patient: Any) -> PlanItem:
+    """The next injection: the plan projects 24 months ahead, so take the earliest open one."""
+    return PlanItem.objects.filter(patient=patient, kind="injection", closed_at__isnull=True).order_by("due")[0]
+
+
+@pytest.fixture
+def op_patient(make_patient: Any, nurse: Any, give: Any, calcium: Any) -> tuple[Any, Any]:
+    with time_machine.travel(at("2026-01-15", 11), tick=False):
+        patient = make_patient()
+        calcium(patient, "2026-01-08")
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
+        give(patient, course, "2026-01-15")
+    return patient, course
+
+
+def test_dose_recorded_rewrites_plan_in_same_transaction_OP_01(op_patient: tuple[Any, Any]) -> None:
+    patient, _course = op_patient
+    item = _open_injection(patient)
+    # OP-01: D = add_months(last injection, 6); OP-02 reminder D-28; OP-03 window ±21 d.
+    assert item.due == date(2026, 7, 15)
+    assert item.reminder_on == date(2026, 6, 17)
+    assert (item.window_start, item.window_end) == (date(2026, 6, 24), date(2026, 8, 5))
+    assert item.rule == "OP-01"
+    assert item.course_id == _course.pk
+    assert item.escalation == {"L1": "2026-07-16", "L2": "2026-08-06", "L3": "2026-08-13", "L4": "2026-11-05"}
+
+
+def test_replanning_unchanged_facts_writes_nothing(op_patient: tuple[Any, Any]) -> None:
+    patient, _ = op_patient
+    before = {r.key: (r.version, r.updated_at) for r in PlanItem.objects.filter(patient=patient)}
+    with time_machine.travel(at("2026-01-15", 18), tick=False), CaptureQueriesContext(connection) as ctx:
+        result = services.plan_sync(patient=patient)
+    assert not result.changed
+    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == []
+    after = {r.key: (r.version, r.updated_at) for r in PlanItem.objects.filter(patient=patient)}
+    assert after == before
+
+
+def test_version_changes_only_when_dates_change(op_patient: tuple[Any, Any], give: Any, nurse: Any) -> None:
+    patient, course = op_patient
+    item = _open_injection(patient)
+    assert item.version == 1
+    dose = DoseRecord.objects.get(patient=patient)
+    with time_machine.travel(at("2026-01-21", 9), tick=False):
+        booklet.dose_void(dose=dose, reason="Wrong date entered", by=nurse)
+        give(patient, course, "2026-01-20")
+    moved = PlanItem.objects.get(pk=item.pk)
+    assert moved.key == item.key
+    assert moved.due == date(2026, 7, 20)
+    assert moved.version == 2
+    # A status-only change (the calendar moving) keeps the version.
+    with time_machine.travel(at("2026-06-25", 9), tick=False):  # reminder on D-28 = 06-22
+        services.plan_sync(patient=patient)
+    same = PlanItem.objects.get(pk=item.pk)
+    assert same.status == "reminder"
+    assert same.version == 2
+
+
+def test_next_dose_marks_item_done_and_reanchors(op_patient: tuple[Any, Any], give: Any, calcium: Any) -> None:
+    patient, course = op_patient
+    first = _open_injection(patient)
+    with time_machine.travel(at("2026-08-01", 9), tick=False):
+        calcium(patient, "2026-07-28")
+        give(patient, course, "2026-08-01")  # 17 days late: re-anchors (OP-01), no catch-up
+    first.refresh_from_db()
+    assert first.status == "done"
+    nxt = _open_injection(patient)
+    assert nxt.due == date(2027, 2, 1)
+    assert nxt.ordinal == first.ordinal + 1
+
+
+def test_lab_added_blocks_next_injection_CA_03(op_patient: tuple[Any, Any], calcium: Any) -> None:
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-07-01", 9), tick=False):
+        calcium(patient, "2026-07-01", value="2.05", albumin="40")
+    item = _open_injection(patient)
+    assert "HYPOCALCAEMIA_BLOCK" in item.blocked_by
+
+
+def test_course_stop_schedules_consolidation_OP_08_CONS_01(op_patient: tuple[Any, Any], nurse: Any) -> None:
+    patient, course = op_patient
+    with time_machine.travel(at("2026-03-01", 9), tick=False):
+        booklet.course_stop(course=course, stop_date=date(2026, 3, 1), reason="Patient choice", by=nurse)
+    assert not PlanItem.objects.filter(patient=patient, kind="injection", closed_at__isnull=True).exists()
+    cons = PlanItem.objects.filter(patient=patient, kind="consolidation", closed_at__isnull=True).order_by("due")[0]
+    assert cons.due == date(2026, 7, 15)  # add_months(last denosumab, 6)
+    assert cons.product
+    assert PlanItem.objects.get(pk=_injections(patient)[-1].pk).status == "cancelled"
+
+
+def test_birth_date_change_adds_post_injection_calcium_CA_POST_01(
+    op_patient: tuple[Any, Any], nurse: Any
+) -> None:
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-01-16", 9), tick=False):
+        booklet.lab_add(patient=patient, test="egfr", value=Decimal("85"), unit="mL/min/1.73m2",
+                        drawn_at=at("2026-01-10"), by=nurse)
+    live = PlanItem.objects.filter(patient=patient, kind="calcium_check", due=date(2026, 1, 30), closed_at__isnull=True)
+    # With a known eGFR ≥ 60 and age < 75, CA-POST-01 does not apply: the check is cancelled.
+    assert not live.exists()
+    with time_machine.travel(at("2026-01-16", 10), tick=False):
+        booklet.patient_update(patient=patient, birth_date=date(1945, 3, 2), by=nurse)
+    # Age ≥ 75 on the injection date → calcium at injection + 15 d.
+    assert live.exists()
+
+
+def test_dental_event_replans(op_patient: tuple[Any, Any], nurse: Any) -> None:
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-02-01", 9), tick=False):
+        booklet.dental_event_add(patient=patient, event="exam", on=date(2026, 2, 1), by=nurse)
+    visit = PlanItem.objects.filter(patient=patient, kind="dental_visit", closed_at__isnull=True).order_by("due")[0]
+    assert visit.due == date(2026, 8, 1)  # DENT-03: add_months(last visit, 6)
+
+
+def test_query_count_is_constant_whatever_the_history(make_patient: Any, nurse: Any, give: Any, calcium: Any) -> None:
+    counts = []
+    for years in (1, 6):
+        with time_machine.travel(at("2016-01-04", 9), tick=False):
+            patient = make_patient(first_name=f"P{years}")
+            course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2016, 1, 4), by=nurse)
+        day = date(2016, 1, 4)
+        for _ in range(years * 2):
+            with time_machine.travel(at(day.isoformat(), 9), tick=False):
+                calcium(patient, day.isoformat())
+                give(patient, course, day.isoformat())
+            day = date(day.year + (day.month + 6 > 12), (day.month + 5) % 12 + 1, day.day)
+        with time_machine.travel(at("2026-11-21", 9), tick=False), CaptureQueriesContext(connection) as ctx:
+            services.plan_sync(patient=patient)
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
+
+
+def test_escalation_ladder_opens_each_level_once_and_dose_resolves_it_OP_04(
+    op_patient: tuple[Any, Any], nurse: Any, give: Any, calcium: Any
+) -> None:
+    patient, course = op_patient
+    with time_machine.travel(at("2026-08-07", 9), tick=False):  # D+23: L2
+        services.plans_refresh_due()
+        services.plans_refresh_due()  # a second pass opens nothing new
+    item = _open_injection(patient)
+    assert item.status == "overdue_L2"
+    levels = sorted(Escalation.objects.filter(plan_item=item).values_list("level", flat=True))
+    assert levels == ["L1", "L2"]
+    l2 = Escalation.objects.get(plan_item=item, level="L2")
+    assert "physician" in l2.notify
+    services.escalation_acknowledge(escalation=l2, by=nurse)
+    l2.refresh_from_db()
+    assert l2.acknowledged_by == nurse and l2.resolved_at is None
+    with time_machine.travel(at("2026-08-10", 9), tick=False):
+        calcium(patient, "2026-08-09")
+        give(patient, course, "2026-08-10")
+    assert not Escalation.objects.filter(plan_item=item, resolved_at__isnull=True).exists()
+    assert set(Escalation.objects.filter(plan_item=item).values_list("resolution", flat=True)) == {"given"}
+
+
+def test_hard_block_refuses_dose_and_changes_nothing_CA_03(op_patient: tuple[Any, Any], give: Any, calcium: Any) -> None:
+    patient, course = op_patient
+    with time_machine.travel(at("2026-07-10", 9), tick=False):
+        calcium(patient, "2026-07-09", value="2.00", albumin="40")
+        plan_before = list(PlanItem.objects.filter(patient=patient).values())
+        with pytest.raises(CarnetError) as err:
+            give(patient, course, "2026-07-10", override_reason="emergency")
+    assert "HYPOCALCAEMIA_BLOCK" in err.value.message
+    assert DoseRecord.objects.filter(patient=patient).count() == 1
+    assert list(PlanItem.objects.filter(patient=patient).values()) == plan_before
+
+
+def test_overridable_block_needs_reason_and_is_audited_VITD_04(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any
+) -> None:
+    with time_machine.travel(at("2026-03-02", 9), tick=False):
+        patient = make_patient()
+        calcium(patient, "2026-03-01")
+        booklet.lab_add(patient=patient, test="25ohd", value=Decimal("30"), unit="nmol/L",  # 12 ng/mL
+                        drawn_at=at("2026-03-01"), by=nurse)
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 3, 2), by=nurse)
+        with pytest.raises(CarnetError) as err:
+            give(patient, course, "2026-03-02")
+        assert err.value.field == "override_reason"
+        assert DoseRecord.objects.filter(patient=patient).count() == 0
+        dose = give(patient, course, "2026-03-02", override_reason="Fracture risk too high to wait")
+    assert "VITD_GATE_BLOCK" in dose.override_flags
+    record = dose.history.latest()
+    assert record.history_user == nurse
+    assert record.override_reason == "Fracture risk too high to wait"
+
+
+def test_nightly_pass_moves_statuses(op_patient: tuple[Any, Any]) -> None:
+    patient, _ = op_patient
+    from scheduling.tasks import plan_refresh_statuses
+
+    # The only calcium is from 2026-01-08: from the window on, CA-05 blocks the injection; once
+    # it is overdue the ladder level shows instead and the block stays listed.
+    expected = {
+        "2026-06-10": ("scheduled", []),
+        "2026-06-17": ("reminder", []),
+        "2026-06-24": ("blocked", ["CALCIUM_CHECK_REQUIRED"]),
+        "2026-07-15": ("blocked", ["CALCIUM_CHECK_REQUIRED"]),
+        "2026-07-16": ("overdue_L1", ["CALCIUM_CHECK_REQUIRED"]),
+        "2026-08-13": ("overdue_L3", ["CALCIUM_CHECK_REQUIRED"]),
+    }
+    for day, (status, blocked_by) in expected.items():
+        with time_machine.travel(at(day, 1), tick=False):
+            plan_refresh_statuses()
+        item = _open_injection(patient)
+        assert (item.status, item.blocked_by) == (status, blocked_by), day
