@@ -1,10 +1,17 @@
-"""API plumbing shared by every app: RFC 9457 problem details for every error."""
+"""API plumbing shared by every app: RFC 9457 problem details for every error.
+
+Every error the API returns has one shape (``ProblemSerializer``), with the field at fault in
+``field`` and every field's messages in ``errors``, served as ``application/problem+json``.
+Messages follow ``Accept-Language`` (fr, en): DRF's and Django's own messages come translated,
+ours go through gettext (``locale/``). ``errors(400, 404, …)`` documents them in the schema.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, status
@@ -26,6 +33,11 @@ class ProblemSerializer(serializers.Serializer):  # type: ignore[type-arg]  # sc
     field = serializers.CharField(required=False, allow_null=True)
     code = serializers.CharField(required=False)
     errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+
+
+def errors(*codes: int) -> dict[Any, Any]:
+    """Schema entries for the error statuses an operation may return, as problem details."""
+    return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
 
 
 def problem(status_code: int, detail: str, *, field: str | None = None, code: str = "error",
@@ -78,8 +90,15 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, CarnetError):
-        errors = getattr(exc, "errors", None)
-        return problem(exc.status, exc.message, field=exc.field, code=exc.code, errors=errors)
+        # Services raise plain English; a message with a catalogue entry is translated here.
+        field_errors = getattr(exc, "errors", None)
+        if field_errors:
+            field_errors = {name: [_(m) for m in messages] for name, messages in field_errors.items()}
+        return problem(exc.status, _(exc.message), field=exc.field, code=exc.code, errors=field_errors)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -7,6 +7,7 @@ filesystem transport). Production sets ``DJANGO_ENV=production`` plus ``SECRET_K
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,11 +42,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "axes",
     "simple_history",
     "patients",
     "scheduling",
     "notifications",
+    "idempotency",
+    "web",
 ]
 
 MIDDLEWARE = [
@@ -59,6 +65,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, so it turns a django-axes lockout into a response (failed-login throttling).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "backend.urls"
@@ -105,7 +113,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+# django-axes first: it refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = ["backend.auth.AxesBackend", "django.contrib.auth.backends.ModelBackend"]
 
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", "Français"), ("en", "English")]
@@ -126,9 +138,20 @@ STORAGES = {
 }
 
 REST_FRAMEWORK = {
+    # JWT for the mobile app; the session (with CSRF) for staff pages in a browser.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "backend.auth.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "120/min"),
+        "user": env_str("API_THROTTLE_USER", "1200/min"),
+        "login": env_str("API_THROTTLE_LOGIN", "20/min"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "backend.api.exception_handler",
@@ -140,20 +163,49 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Anti-resorptive treatment follow-up: booklet, plan, reminders.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Request and response bodies as separate components: read-only fields stay out of requests.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc served from the app (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
-# Clinical policy (clinical-rules.md section 3). Every value has the table's default and may be
-# overridden per deployment with CARNET_RULES_<NAME>; scheduling.rules validates them.
-CARNET_RULES: dict[str, object] = {}
-for _key in (
-    "timezone",
-    "onco_monthly_interval",
-    "oral_consolidation_months",
-    "notify_hour",
-):
-    _raw = env_str(f"CARNET_RULES_{_key.upper()}", "")
-    if _raw:
-        CARNET_RULES[_key] = int(_raw) if _raw.isdigit() else _raw
+# Tokens for the mobile app: a short-lived access token and a rotating refresh token that is
+# blacklisted when used, on logout, and on "sign out everywhere" (backend/auth.py).
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 10)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 30)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # Tokens name the user by UUID, never by a sequential id.
+    "USER_ID_FIELD": "public_id",
+    "USER_ID_CLAIM": "sub",
+}
+
+# Failed logins (token, session, admin): locked per email and IP after AXES_FAILURE_LIMIT failures.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "backend.auth.axes_username"
+AXES_RESET_ON_SUCCESS = True
+# Idempotency-Key records are kept this long, then purged (idempotency.services).
+IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
+
+# Clinical policy (clinical-rules.md section 3). Every value has the table's default in
+# scheduling/rules/config.py; a deployment overrides any of them with a JSON object in
+# CARNET_RULES, e.g. CARNET_RULES='{"onco_monthly_interval": "1m", "oral_consolidation_months": 18}'.
+# Unknown keys and bad values stop the start with the key named (RulesConfig.from_mapping).
+try:
+    CARNET_RULES: dict[str, object] = json.loads(env_str("CARNET_RULES", "{}"))
+except json.JSONDecodeError as _exc:
+    raise ImproperlyConfigured(f"CARNET_RULES: not valid JSON ({_exc.msg})") from _exc
+if not isinstance(CARNET_RULES, dict):
+    raise ImproperlyConfigured("CARNET_RULES: expected a JSON object")
 
 # Celery: filesystem broker by default (no server), Redis in production.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from notifications.views import health_outbox
@@ -23,4 +23,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     *[path(f"api/v1/{p.pattern}", p.callback, name=p.name) for p in api_v1],
+    # The nurses' pages (login, calendar, worklist, patient booklet, dashboard) and the language switch.
+    path("", include("web.urls")),
 ]

@@ -220,8 +220,13 @@ class MedicalRecordForm(forms.ModelForm):  # type: ignore[type-arg]  # one form 
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
-        if (cleaned.get("void_with_reason") or "").strip() and set(self.changed_data) - {"void_with_reason"}:
+        if not (cleaned.get("void_with_reason") or "").strip():
+            return cleaned
+        if set(self.changed_data) - {"void_with_reason"}:
             raise ValidationError(_("Void an entry or correct it, not both at once."))
+        if isinstance(self.instance, TreatmentCourse) and self.instance.doses.filter(voided_at__isnull=True).exists():
+            # The same rule as patients.services.course_void, said here so the nurse sees it on the form.
+            self.add_error("void_with_reason", _("Void this course's doses first."))
         return cleaned
 
 
@@ -519,7 +524,8 @@ class MedicalRecordAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin
         return _void_status(obj) or str(_("valid"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return tuple(super().get_readonly_fields(request, obj)) + self.common_readonly
+        readonly = tuple(super().get_readonly_fields(request, obj)) + self.common_readonly
+        return (*readonly, "patient") if obj is not None else readonly  # an entry never moves to another patient
 
     def get_exclude(self, request: HttpRequest, obj: Any = None) -> Any:
         return ("recorded_by",)

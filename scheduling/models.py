@@ -90,6 +90,9 @@ class PlanItem(models.Model):
     days_late = models.IntegerField(default=0)
     escalation = models.JSONField(default=dict, blank=True)
     blocked_by = models.JSONField(default=list, blank=True)
+    # The rules' flags about this item (code, rule, severity, blocks, override_allowed, params),
+    # so lists can explain a block in the reader's language without re-running the rules.
+    flags = models.JSONField(default=list, blank=True)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -25,6 +25,7 @@ from scheduling import selectors
 from scheduling.models import CLOSED_STATUSES, OPEN_STATUSES, Escalation, ItemStatus, PlanItem
 from scheduling.rules import engine
 from scheduling.rules.facts import PlanInput
+from scheduling.rules.flags import Flag
 from scheduling.rules.protocols import protocols
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 DATE_FIELDS = ("due", "window_start", "window_end", "reminder_on")
 STATE_FIELDS = (
     "kind", "protocol", "product", "dose_mg", "phase", "ordinal", "rule", "status", "level",
-    "days_late", "escalation", "blocked_by", "course_id",
+    "days_late", "escalation", "blocked_by", "flags", "course_id",
 )
 # Fact kinds that fulfil a plan item: when the item leaves the plan and such a fact exists
 # on or after the item's window start, the item is done; otherwise it is cancelled.
@@ -85,11 +86,16 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     to_update: list[PlanItem] = []
     for patient in patients:
         plan = engine.compute_plan(inputs[patient.pk], today=today_by_patient[patient.pk], config=config)
+        item_flags: dict[str, list[dict[str, object]]] = defaultdict(list)
+        for flag in plan.flags:
+            if flag.subject is not None:
+                item_flags[flag.subject].append(flag_json(flag))
         rows = stored[patient.pk]
         seen: set[str] = set()
         for item in plan.items:
             seen.add(item.key)
             values = _row_values(item)
+            values["flags"] = item_flags.get(item.key, [])
             row = rows.get(item.key)
             if row is None:
                 row = PlanItem(patient=patient, key=item.key, version=1, dates_changed_at=moment, **values)
@@ -130,6 +136,11 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             [*DATE_FIELDS, *STATE_FIELDS, "version", "dates_changed_at", "closed_at", "updated_at"],
             batch_size=1000,
         )
+    if result.closed:
+        from scheduling.appointments import appointments_close_for_items
+
+        # A done item's booked appointment is done; a cancelled item's is cancelled (iCal).
+        appointments_close_for_items(result.closed, now=moment)
     _escalations_sync(patients, stored, to_create, result, moment, today_by_patient)
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
 
@@ -156,6 +167,17 @@ def _row_values(item: engine.PlanItem) -> dict[str, object]:
         "escalation": {level: day.isoformat() for level, day in item.escalation.items()},
         "blocked_by": list(item.blocked_by),
         "course_id": int(item.course_key) if item.course_key and item.course_key.isdigit() else None,
+    }
+
+
+def flag_json(flag: Flag) -> dict[str, object]:
+    return {
+        "code": flag.code,
+        "rule": flag.rule,
+        "severity": flag.severity,
+        "blocks": flag.blocks,
+        "override_allowed": flag.override_allowed,
+        "params": dict(flag.params),
     }
 
 

@@ -325,3 +325,24 @@ def test_team_admin_sees_their_team_with_memberships_but_nurse_cannot_edit_it(
     nurse_page = nurse_client.get(f"/admin/patients/careteam/{team.pk}/change/")
     assert nurse_page.status_code == 200 and nurse_page.context["has_change_permission"] is False
     assert nurse_client.get("/admin/patients/user/").status_code == 403
+
+
+def test_course_with_live_doses_cannot_be_voided_from_the_form(
+    nurse_client: Client, patient: Patient, replans: list[int]
+) -> None:
+    url = f"/admin/patients/patient/{patient.pk}/change/"
+    data = _inline_post(nurse_client.get(url))
+    course = patient.courses.get()
+    prefix = next(k for k, v in data.items() if k.endswith("-id") and str(v) == str(course.pk) and "course" in k)[:-3]
+    data[f"{prefix}-void_with_reason"] = "Erreur de protocole"
+    response = nurse_client.post(url, data)
+    assert response.status_code == 200
+    assert "doses first" in response.content.decode()
+    course.refresh_from_db()
+    assert course.voided_at is None and replans == []
+
+
+def test_entry_cannot_move_to_another_patient(nurse_client: Client, patient: Patient) -> None:
+    dose = patient.doses.get()
+    page = nurse_client.get(f"/admin/patients/doserecord/{dose.pk}/change/")
+    assert "patient" not in page.context["adminform"].form.fields

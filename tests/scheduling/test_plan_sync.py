@@ -235,3 +235,50 @@ def test_nightly_pass_moves_statuses(op_patient: tuple[Any, Any]) -> None:
             plan_refresh_statuses()
         item = _open_injection(patient)
         assert (item.status, item.blocked_by) == (status, blocked_by), day
+
+
+def _queries(fn: Any) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        fn()
+    return len(ctx.captured_queries)
+
+
+def _fact_change_query_counts(make_patient: Any, nurse: Any, give: Any, calcium: Any, history_doses: int) -> dict[str, int]:
+    with time_machine.travel(at("2020-01-06", 9), tick=False):
+        patient = make_patient(first_name=f"H{history_doses}")
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2020, 1, 6), by=nurse)
+    day = date(2020, 1, 6)
+    for _ in range(history_doses):
+        with time_machine.travel(at(day.isoformat(), 9), tick=False):
+            calcium(patient, day.isoformat())
+            give(patient, course, day.isoformat())
+        day = date(day.year + (day.month + 6 > 12), (day.month + 5) % 12 + 1, day.day)
+    counts: dict[str, int] = {}
+    with time_machine.travel(at("2026-11-20", 12), tick=False):
+        counts["lab"] = _queries(lambda: calcium(patient, "2026-11-20"))
+        counts["dental"] = _queries(
+            lambda: booklet.dental_event_add(patient=patient, event="exam", on=date(2026, 11, 20), by=nurse)
+        )
+        counts["birth_date"] = _queries(
+            lambda: booklet.patient_update(patient=patient, birth_date=date(1949, 1, 1), by=nurse)
+        )
+        counts["dose"] = _queries(lambda: give(patient, course, "2026-11-20"))
+        dose = DoseRecord.objects.filter(patient=patient).latest("given_at")
+        counts["void"] = _queries(lambda: booklet.dose_void(dose=dose, reason="entered twice", by=nurse))
+        counts["stop"] = _queries(
+            lambda: booklet.course_stop(course=course, stop_date=date(2026, 11, 20), reason="end", by=nurse)
+        )
+    assert PlanItem.objects.filter(patient=patient, kind="consolidation", closed_at__isnull=True).exists()
+    return counts
+
+
+def test_each_fact_change_rewrites_the_plan_in_bounded_queries(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any
+) -> None:
+    """Every kind of fact change re-plans, with a query count that does not grow with history."""
+    short = _fact_change_query_counts(make_patient, nurse, give, calcium, history_doses=1)
+    long = _fact_change_query_counts(make_patient, nurse, give, calcium, history_doses=8)
+    # A fixed budget: the fact write and its history row, six fact reads, one plan read, bulk
+    # writes, escalations and the outbox; never a query per dose or per item.
+    assert max(long.values()) <= 45, long
+    assert long == short

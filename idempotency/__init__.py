@@ -1,0 +1,1 @@
+"""``Idempotency-Key`` for POSTs: a retried request returns the first response and creates nothing."""

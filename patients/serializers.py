@@ -1,0 +1,325 @@
+"""API shapes of the booklet: what the app and staff tools read, and what they may send.
+
+Output serializers are read-only views of the rows (UUIDs, never sequential ids). Input
+serializers only check types and choices; the services validate the facts and write them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from patients.models import (
+    CareTeam,
+    Comedication,
+    DentalEvent,
+    DoseRecord,
+    DoseUnit,
+    InjectionSite,
+    Language,
+    LabResult,
+    Patient,
+    Predisposition,
+    Product,
+    Protocol,
+    RiskFactor,
+    Route,
+    Sex,
+    TreatmentCourse,
+    validate_timezone,
+)
+from patients.units import LAB_TESTS, UnitError, normalise
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def uuid_of(source: str) -> serializers.UUIDField:
+    """A related row named by its public UUID (the relation must be select_related)."""
+    return serializers.UUIDField(source=f"{source}.public_id", read_only=True, allow_null=True, default=None)
+
+
+class VoidFieldsMixin(serializers.Serializer):  # type: ignore[type-arg]
+    voided = serializers.SerializerMethodField()
+    voided_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    void_reason = serializers.CharField(read_only=True)
+    recorded_at = serializers.DateTimeField(read_only=True)
+
+    def get_voided(self, obj: Any) -> bool:
+        return obj.voided_at is not None
+
+
+class TimezoneField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=64, validators=[validate_timezone], **kwargs)
+
+
+# --- care teams and patients ------------------------------------------------------------------
+
+
+class CareTeamSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+
+    class Meta:
+        model = CareTeam
+        fields = ("id", "name", "kind", "timezone")
+        read_only_fields = fields
+
+
+class PatientSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    care_team = uuid_of("care_team")
+    has_account = serializers.SerializerMethodField()
+    overdue = serializers.BooleanField(read_only=True, default=False, help_text="An open item is overdue.")
+    blocked = serializers.BooleanField(read_only=True, default=False, help_text="An open item is blocked.")
+
+    class Meta:
+        model = Patient
+        fields = (
+            "id", "care_team", "first_name", "last_name", "birth_date", "sex", "language", "timezone", "email",
+            "phone", "consent_email", "consent_push", "consent_sms", "weight_kg", "dialysis", "risk_factors",
+            "predispositions", "has_account", "overdue", "blocked", "created_at", "updated_at",
+        )
+        read_only_fields = fields
+
+    def get_has_account(self, patient: Patient) -> bool:
+        return patient.user_id is not None
+
+
+class PatientWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The fields staff may set on a patient (``care_team`` on creation only)."""
+
+    care_team = serializers.UUIDField(required=False, help_text="One of your care teams (creation only).")
+    first_name = serializers.CharField(max_length=150)
+    last_name = serializers.CharField(max_length=150)
+    birth_date = serializers.DateField()
+    sex = serializers.ChoiceField(choices=Sex.choices)
+    language = serializers.ChoiceField(choices=Language.choices, required=False)
+    timezone = TimezoneField(required=False)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    consent_email = serializers.BooleanField(required=False)
+    consent_push = serializers.BooleanField(required=False)
+    consent_sms = serializers.BooleanField(required=False)
+    weight_kg = serializers.DecimalField(max_digits=5, decimal_places=1, required=False, allow_null=True,
+                                         min_value=Decimal("0"), max_value=Decimal("1000"))
+    dialysis = serializers.BooleanField(required=False)
+    risk_factors = serializers.ListField(child=serializers.ChoiceField(choices=RiskFactor.choices), required=False,
+                                         max_length=10)
+    predispositions = serializers.ListField(child=serializers.ChoiceField(choices=Predisposition.choices),
+                                            required=False, max_length=10)
+
+
+# --- courses --------------------------------------------------------------------------------
+
+
+class CourseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    patient = uuid_of("patient")
+    active = serializers.BooleanField(source="is_active", read_only=True)
+
+    class Meta:
+        model = TreatmentCourse
+        fields = (
+            "id", "patient", "protocol", "indication", "start_date", "planned_duration_months", "stop_date",
+            "stop_reason", "consolidation", "response", "active", "voided", "voided_at", "void_reason",
+            "recorded_at",
+        )
+        read_only_fields = fields
+
+
+class CourseStartSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    protocol = serializers.ChoiceField(choices=Protocol.choices)
+    start_date = serializers.DateField()
+    planned_duration_months = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=240)
+    response = serializers.ChoiceField(choices=TreatmentCourse.Response.choices, required=False, allow_blank=True)
+
+
+class CourseStopSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    stop_date = serializers.DateField()
+    reason = serializers.CharField(max_length=2000)
+    consolidation = serializers.ChoiceField(
+        choices=[(Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
+                 (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label)],
+        required=False, allow_blank=True,
+        help_text="Denosumab 60 mg only; zoledronic acid 5 mg when left out (CONS-01).",
+    )
+
+
+class VoidSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    reason = serializers.CharField(max_length=2000)
+
+
+# --- doses ----------------------------------------------------------------------------------
+
+
+class DoseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    patient = uuid_of("patient")
+    course = uuid_of("course")
+
+    class Meta:
+        model = DoseRecord
+        fields = (
+            "id", "patient", "course", "product", "dose_value", "dose_unit", "route", "given_at", "given_on",
+            "injection_site", "lot_number", "source", "override_reason", "override_flags", "voided", "voided_at",
+            "void_reason", "recorded_at",
+        )
+        read_only_fields = fields
+
+
+class DoseRecordSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    course = serializers.UUIDField(required=False, allow_null=True, help_text="The patient's treatment course.")
+    product = serializers.ChoiceField(choices=Product.choices)
+    dose_value = serializers.DecimalField(max_digits=8, decimal_places=1, min_value=Decimal("0"),
+                                          max_value=Decimal("1000000"))
+    dose_unit = serializers.ChoiceField(choices=DoseUnit.choices)
+    route = serializers.ChoiceField(choices=Route.choices)
+    given_at = serializers.DateTimeField(help_text="An instant with its offset; the local date anchors the plan.")
+    injection_site = serializers.ChoiceField(choices=InjectionSite.choices, required=False, allow_blank=True)
+    lot_number = serializers.CharField(max_length=40, required=False, allow_blank=True)
+    source = serializers.ChoiceField(
+        choices=[(DoseRecord.Source.STAFF.value, DoseRecord.Source.STAFF.label),
+                 (DoseRecord.Source.HISTORY.value, DoseRecord.Source.HISTORY.label)],
+        required=False, default=DoseRecord.Source.STAFF,
+    )
+    override_reason = serializers.CharField(max_length=2000, required=False, allow_blank=True,
+                                            help_text="Emergency override of a blocking flag, with its reason.")
+
+
+class VitaminDSelfReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    dose_iu = serializers.IntegerField(min_value=1, max_value=1_000_000, help_text="Cholecalciferol, in IU.")
+    taken_at = serializers.DateTimeField(help_text="When the dose was taken, with its offset.")
+
+
+# --- labs, dental events, co-medications ----------------------------------------------------
+
+
+class LabSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    patient = uuid_of("patient")
+    value = serializers.DecimalField(source="value_entered", max_digits=10, decimal_places=3, read_only=True)
+    unit = serializers.CharField(source="unit_entered", read_only=True)
+    value_normalised = serializers.DecimalField(source="value", max_digits=10, decimal_places=3, read_only=True)
+    unit_normalised = serializers.CharField(source="unit", read_only=True)
+
+    class Meta:
+        model = LabResult
+        fields = (
+            "id", "patient", "test", "value", "unit", "value_normalised", "unit_normalised", "albumin_g_l",
+            "corrected_calcium_mmol_l", "reference_low", "reference_high", "drawn_at", "drawn_on", "voided",
+            "voided_at", "void_reason", "recorded_at",
+        )
+        read_only_fields = fields
+
+
+def _decimal(**kwargs: Any) -> serializers.DecimalField:
+    return serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("-1000000"),
+                                    max_value=Decimal("1000000"), **kwargs)
+
+
+class LabAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    test = serializers.ChoiceField(choices=LabResult.Test.choices)
+    value = _decimal()
+    unit = serializers.CharField(max_length=20, help_text="A unit that fits the test (e.g. mmol/L or mg/L).")
+    drawn_at = serializers.DateTimeField()
+    albumin_g_l = serializers.DecimalField(max_digits=5, decimal_places=1, required=False, allow_null=True,
+                                           min_value=Decimal("0"), max_value=Decimal("1000"))
+    reference_low = _decimal(required=False, allow_null=True)
+    reference_high = _decimal(required=False, allow_null=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The unit must fit the test, and the value be plausible (messages in the reader's language)."""
+        spec = LAB_TESTS[attrs["test"]]
+        if attrs["unit"] not in spec.factors:
+            raise serializers.ValidationError({"unit": _("Unit %(unit)s does not fit %(test)s; use one of: "
+                                                         "%(accepted)s.") % {
+                "unit": attrs["unit"], "test": spec.label, "accepted": ", ".join(spec.factors)}})
+        try:
+            normalise(attrs["test"], attrs["value"], attrs["unit"])
+        except UnitError as exc:
+            low, high = spec.plausible
+            raise serializers.ValidationError({"value": _("%(test)s %(value)s %(unit)s is outside the plausible "
+                                                          "range %(low)s–%(high)s %(stored)s; check the value "
+                                                          "and its unit.") % {
+                "test": spec.label, "value": attrs["value"], "unit": attrs["unit"], "low": low, "high": high,
+                "stored": spec.unit}}) from exc
+        return attrs
+
+
+class DentalEventSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    patient = uuid_of("patient")
+
+    class Meta:
+        model = DentalEvent
+        fields = ("id", "patient", "event", "date", "dentist", "notes", "voided", "voided_at", "void_reason",
+                  "recorded_at")
+        read_only_fields = fields
+
+
+class DentalEventAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    event = serializers.ChoiceField(choices=DentalEvent.Event.choices)
+    date = serializers.DateField()
+    dentist = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    notes = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+
+
+class ComedicationSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    patient = uuid_of("patient")
+
+    class Meta:
+        model = Comedication
+        fields = ("id", "patient", "name", "drug_class", "mg_per_day", "start_date", "stop_date", "voided",
+                  "voided_at", "void_reason", "recorded_at")
+        read_only_fields = fields
+
+
+class ComedicationAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    name = serializers.CharField(max_length=120)
+    drug_class = serializers.ChoiceField(choices=Comedication.DrugClass.choices)
+    mg_per_day = serializers.DecimalField(max_digits=7, decimal_places=2, required=False, allow_null=True,
+                                          min_value=Decimal("0"), max_value=Decimal("100000"))
+    start_date = serializers.DateField()
+    stop_date = serializers.DateField(required=False, allow_null=True)
+
+
+class BookletSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Everything in the booklet; voided entries are listed with ``voided: true`` and their reason."""
+
+    courses = CourseSerializer(many=True)
+    doses = DoseSerializer(many=True)
+    labs = LabSerializer(many=True)
+    dental_events = DentalEventSerializer(many=True)
+    comedications = ComedicationSerializer(many=True)
+
+
+def booklet_data(patient: Patient) -> dict[str, Any]:
+    """The booklet of ``patient`` in five queries, voided entries included."""
+    return {
+        "courses": CourseSerializer(
+            TreatmentCourse.objects.filter(patient=patient).select_related("patient"), many=True
+        ).data,
+        "doses": DoseSerializer(
+            DoseRecord.objects.filter(patient=patient).select_related("patient", "course"), many=True
+        ).data,
+        "labs": LabSerializer(LabResult.objects.filter(patient=patient).select_related("patient"), many=True).data,
+        "dental_events": DentalEventSerializer(
+            DentalEvent.objects.filter(patient=patient).select_related("patient"), many=True
+        ).data,
+        "comedications": ComedicationSerializer(
+            Comedication.objects.filter(patient=patient).select_related("patient"), many=True
+        ).data,
+    }
+
+
+@extend_schema_field(OpenApiTypes.DATE)
+class LocalDateField(serializers.Field):  # type: ignore[type-arg]
+    def to_representation(self, value: date) -> str:
+        return value.isoformat()
