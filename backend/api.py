@@ -8,13 +8,20 @@ ours go through gettext (``locale/``). ``errors(400, 404, …)`` documents them 
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers, status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -119,3 +126,52 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         if header in response:
             result[header] = response[header]
     return result
+
+
+# --- shared by the API views ------------------------------------------------------------------
+
+
+class Pagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class IsCareStaff(BasePermission):
+    """A nurse, physician or care-team admin; what they reach is scoped by their care teams."""
+
+    message = gettext_lazy("Only care staff may do this.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and getattr(user, "is_care_staff", False))
+
+
+class IsPatient(BasePermission):
+    """A user with a patient record (the ``/me`` endpoints)."""
+
+    message = gettext_lazy("Only a patient with a booklet may do this.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and getattr(user, "patient", None) is not None)
+
+
+def uuid_or_404(raw: str) -> uuid.UUID:
+    """A public id from the URL; anything that is not a UUID is simply not found."""
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise Http404 from exc
+
+
+def api_language(request: Request, default: str | None = None) -> str:
+    """``Accept-Language`` when the request sends one (fr or en), else ``default``, else the active one."""
+    active = (get_language() or "fr")[:2]
+    if request.headers.get("Accept-Language") or default is None:
+        return active if active in ("fr", "en") else "fr"
+    return default if default in ("fr", "en") else "fr"
+
+
+def id_parameter(name: str = "id", description: str = "The object's public UUID.") -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description)

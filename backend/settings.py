@@ -170,6 +170,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PlanItemStatusEnum": "scheduling.models.ItemStatus",
+        "PlanItemKindEnum": "scheduling.models.ItemKind",
+        "AppointmentStatusEnum": "scheduling.models.Appointment.Status",
+        "CareTeamKindEnum": "patients.models.CareTeam.Kind",
+    },
 }
 
 # Tokens for the mobile app: a short-lived access token and a rotating refresh token that is

@@ -230,6 +230,27 @@ class MedicalRecordForm(forms.ModelForm):  # type: ignore[type-arg]  # one form 
         return cleaned
 
 
+class DoseRecordForm(MedicalRecordForm):
+    """A new dose passes the same administration gates as ``patients.services.dose_record``."""
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  # ModelForm's model-validation hook, not in django-stubs
+        dose = self.instance
+        if dose.pk is not None or self.errors or dose.course_id is None or dose.source == DoseRecord.Source.HISTORY:
+            return
+        from backend.errors import CarnetError
+        from scheduling.services import dose_gates_check
+
+        try:
+            dose.override_flags = dose_gates_check(
+                patient=dose.patient, course=dose.course, on=dose.given_on,
+                override_reason=(dose.override_reason or "").strip(),
+            )
+        except CarnetError as exc:
+            field = exc.field if exc.field in self.fields else None
+            self.add_error(field, exc.message)
+
+
 def _save_record(request: HttpRequest, form: forms.ModelForm, obj: MedicalRecord) -> bool:  # type: ignore[type-arg]
     """Save or void one row from an admin form; True if it was voided."""
     reason = (form.cleaned_data.get("void_with_reason") or "").strip()
@@ -300,9 +321,10 @@ class TreatmentCourseInline(MedicalRecordInline):
 
 class DoseRecordInline(MedicalRecordInline):
     model = DoseRecord
+    form = DoseRecordForm
     fields = ("given_at", "given_on", "course", "product", "dose_value", "dose_unit", "route", "injection_site",
-              "lot_number", "source", "given_by", "status", "void_with_reason")
-    readonly_fields = ("given_on", "status")
+              "lot_number", "source", "given_by", "override_reason", "override_flags", "status", "void_with_reason")
+    readonly_fields = ("given_on", "override_flags", "status")
 
 
 class LabResultInline(MedicalRecordInline):
@@ -570,7 +592,8 @@ class DoseRecordAdmin(MedicalRecordAdmin):
     search_fields = ("patient__last_name", "patient__first_name", "lot_number")
     date_hierarchy = "given_on"
     autocomplete_fields = ("patient", "course")
-    readonly_fields = ("given_on",)
+    form = DoseRecordForm
+    readonly_fields = ("given_on", "override_flags")
 
 
 @admin.register(LabResult)

@@ -9,8 +9,8 @@ Validation lives in ``clean()`` so the admin, the API and the services share it;
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
-from typing import Any, ClassVar
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -82,7 +82,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]  # django-stubs types objects as Manager[Self]
+    objects: ClassVar[UserManager] = UserManager()
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -115,9 +115,7 @@ class CareTeam(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     name = models.CharField(_("name"), max_length=200, unique=True)
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices, default=Kind.CLINIC)
-    timezone = models.CharField(
-        _("time zone"), max_length=64, default="Europe/Paris", validators=[validate_timezone]
-    )
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/Paris", validators=[validate_timezone])
     staff = models.ManyToManyField(User, through="StaffMembership", related_name="care_teams")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -208,18 +206,14 @@ class Patient(models.Model):
     """A patient of one care team, with the preferences that shape their reminders."""
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.OneToOneField(
-        User, on_delete=models.PROTECT, null=True, blank=True, related_name="patient"
-    )
+    user = models.OneToOneField(User, on_delete=models.PROTECT, null=True, blank=True, related_name="patient")
     care_team = models.ForeignKey(CareTeam, on_delete=models.PROTECT, related_name="patients")
     first_name = models.CharField(_("first name"), max_length=150)
     last_name = models.CharField(_("last name"), max_length=150)
     birth_date = models.DateField(_("birth date"))
     sex = models.CharField(_("sex"), max_length=1, choices=Sex.choices)
     language = models.CharField(_("language"), max_length=2, choices=Language.choices, default=Language.FR)
-    timezone = models.CharField(
-        _("time zone"), max_length=64, default="Europe/Paris", validators=[validate_timezone]
-    )
+    timezone = models.CharField(_("time zone"), max_length=64, default="Europe/Paris", validators=[validate_timezone])
     email = models.EmailField(_("email"), blank=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     consent_email = models.BooleanField(_("email reminders"), default=False)
@@ -294,6 +288,18 @@ PROTOCOL_INDICATION = {
 }
 
 
+# Clocks on phones and lab systems drift: a few minutes ahead is not "in the future".
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+_Record = TypeVar("_Record", bound=models.Model)
+
+
+class MedicalRecordQuerySet(models.QuerySet[_Record]):
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ValidationError(_("Medical records are voided with a reason, never deleted."))
+
+
 class MedicalRecord(models.Model):
     """Common columns of a booklet entry: who recorded it, and its void (never a delete)."""
 
@@ -305,6 +311,8 @@ class MedicalRecord(models.Model):
         User, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
     )
     void_reason = models.TextField(_("void reason"), blank=True, editable=False)
+
+    objects = MedicalRecordQuerySet.as_manager()
 
     class Meta:
         abstract = True
@@ -339,11 +347,15 @@ class TreatmentCourse(MedicalRecord):
         _("consolidation chosen at stop"),
         max_length=40,
         blank=True,
-        choices=[(Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
-                 (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label)],
+        choices=[
+            (Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
+            (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label),
+        ],
     )
     response = models.CharField(_("oncological response"), max_length=20, blank=True, choices=Response.choices)
-    prescriber = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="prescribed_courses")
+    prescriber = models.ForeignKey(
+        User, on_delete=models.PROTECT, null=True, blank=True, related_name="prescribed_courses"
+    )
 
     history = HistoricalRecords()
 
@@ -469,26 +481,41 @@ class DoseRecord(MedicalRecord):
     def clean(self) -> None:
         errors: dict[str, str] = {}
         if self.given_at:
-            if self.given_at > timezone.now() + timezone.timedelta(minutes=5):
+            if self.given_at > timezone.now() + FUTURE_TOLERANCE:
                 errors["given_at"] = str(_("A dose cannot be dated in the future."))
             self.given_on = self.patient.local_date(self.given_at) if self.patient_id else self.given_at.date()
         rules = PRODUCT_RULES.get(self.product)
         if rules is not None:
             if self.dose_unit and self.dose_unit != rules["unit"]:
-                errors["dose_unit"] = str(_("%(product)s is dosed in %(unit)s.") % {
-                    "product": self.get_product_display(), "unit": rules["unit"]})
+                errors["dose_unit"] = str(
+                    _("%(product)s is dosed in %(unit)s.")
+                    % {"product": self.get_product_display(), "unit": rules["unit"]}
+                )
             if self.route and self.route != rules["route"]:
-                errors["route"] = str(_("%(product)s is given by the %(route)s route.") % {
-                    "product": self.get_product_display(), "route": rules["route"]})
+                errors["route"] = str(
+                    _("%(product)s is given by the %(route)s route.")
+                    % {"product": self.get_product_display(), "route": rules["route"]}
+                )
             if self.dose_value is not None and "dose_unit" not in errors:
                 if "doses" in rules and float(self.dose_value) not in rules["doses"]:
-                    errors["dose_value"] = str(_("Plausible doses of %(product)s: %(doses)s %(unit)s.") % {
-                        "product": self.get_product_display(),
-                        "doses": ", ".join(str(d) for d in rules["doses"]), "unit": rules["unit"]})
+                    errors["dose_value"] = str(
+                        _("Plausible doses of %(product)s: %(doses)s %(unit)s.")
+                        % {
+                            "product": self.get_product_display(),
+                            "doses": ", ".join(str(d) for d in rules["doses"]),
+                            "unit": rules["unit"],
+                        }
+                    )
                 if "range" in rules and not rules["range"][0] <= float(self.dose_value) <= rules["range"][1]:
-                    errors["dose_value"] = str(_("A dose of %(product)s must be between %(lo)s and %(hi)s %(unit)s.") % {
-                        "product": self.get_product_display(), "lo": rules["range"][0],
-                        "hi": rules["range"][1], "unit": rules["unit"]})
+                    errors["dose_value"] = str(
+                        _("A dose of %(product)s must be between %(lo)s and %(hi)s %(unit)s.")
+                        % {
+                            "product": self.get_product_display(),
+                            "lo": rules["range"][0],
+                            "hi": rules["range"][1],
+                            "unit": rules["unit"],
+                        }
+                    )
         if self.course_id is not None and self.course is not None:
             course = self.course
             if course.patient_id != self.patient_id:
@@ -496,18 +523,28 @@ class DoseRecord(MedicalRecord):
             expected_product, expected_doses = PROTOCOL_PRODUCT[Protocol(course.protocol)]
             if self.product and self.product != expected_product:
                 errors["product"] = str(_("This course gives %(product)s.") % {"product": expected_product.label})
-            elif expected_doses and self.dose_value is not None and float(self.dose_value) not in expected_doses \
-                    and "dose_value" not in errors:
-                errors["dose_value"] = str(_("This course gives %(dose)s %(unit)s.") % {
-                    "dose": expected_doses[0], "unit": self.dose_unit})
+            elif (
+                expected_doses
+                and self.dose_value is not None
+                and float(self.dose_value) not in expected_doses
+                and "dose_value" not in errors
+            ):
+                errors["dose_value"] = str(
+                    _("This course gives %(dose)s %(unit)s.") % {"dose": expected_doses[0], "unit": self.dose_unit}
+                )
             if self.given_on and self.source != self.Source.HISTORY:
                 if self.given_on < course.start_date:
-                    errors["given_at"] = str(_("This dose is dated before its course starts (%(start)s); "
-                                               "enter it as history if it is an earlier dose.") % {
-                        "start": course.start_date.isoformat()})
+                    errors["given_at"] = str(
+                        _(
+                            "This dose is dated before its course starts (%(start)s); "
+                            "enter it as history if it is an earlier dose."
+                        )
+                        % {"start": course.start_date.isoformat()}
+                    )
                 if course.stop_date and self.given_on > course.stop_date:
-                    errors["course"] = str(_("This course was stopped on %(stop)s.") % {
-                        "stop": course.stop_date.isoformat()})
+                    errors["course"] = str(
+                        _("This course was stopped on %(stop)s.") % {"stop": course.stop_date.isoformat()}
+                    )
                 if course.voided_at is not None:
                     errors["course"] = str(_("This course was voided."))
         elif self.product in (Product.DENOSUMAB, Product.ZOLEDRONIC_ACID) and self.source != self.Source.HISTORY:
@@ -571,7 +608,7 @@ class LabResult(MedicalRecord):
 
         errors: dict[str, str] = {}
         if self.drawn_at:
-            if self.drawn_at > timezone.now() + timezone.timedelta(minutes=5):
+            if self.drawn_at > timezone.now() + FUTURE_TOLERANCE:
                 errors["drawn_at"] = str(_("A lab result cannot be dated in the future."))
             self.drawn_on = self.patient.local_date(self.drawn_at) if self.patient_id else self.drawn_at.date()
         if self.test and self.value_entered is not None and self.unit_entered:
@@ -589,14 +626,18 @@ class LabResult(MedicalRecord):
                 except UnitError as exc:
                     errors["albumin_g_l"] = exc.message
         if self.test == self.Test.CALCIUM_TOTAL and "value_entered" not in errors and self.value is not None:
-            self.corrected_calcium_mmol_l = corrected_calcium(Decimal(self.value), self.albumin_g_l) \
-                if "albumin_g_l" not in errors else None
+            self.corrected_calcium_mmol_l = (
+                corrected_calcium(Decimal(self.value), self.albumin_g_l) if "albumin_g_l" not in errors else None
+            )
         else:
             self.corrected_calcium_mmol_l = None
         if (self.reference_low is None) != (self.reference_high is None):
             errors["reference_high"] = str(_("Give both limits of the lab's range, or neither."))
-        elif self.reference_low is not None and self.reference_high is not None \
-                and self.reference_low >= self.reference_high:
+        elif (
+            self.reference_low is not None
+            and self.reference_high is not None
+            and self.reference_low >= self.reference_high
+        ):
             errors["reference_high"] = str(_("The upper limit must be above the lower limit."))
         if errors:
             raise ValidationError(errors)
@@ -649,8 +690,9 @@ class Comedication(MedicalRecord):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="comedications")
     name = models.CharField(_("name"), max_length=120)
     drug_class = models.CharField(_("class"), max_length=20, choices=DrugClass.choices)
-    mg_per_day = models.DecimalField(_("mg per day (prednisone-equivalent for steroids)"), max_digits=7,
-                                     decimal_places=2, null=True, blank=True)
+    mg_per_day = models.DecimalField(
+        _("mg per day (prednisone-equivalent for steroids)"), max_digits=7, decimal_places=2, null=True, blank=True
+    )
     start_date = models.DateField(_("start date"))
     stop_date = models.DateField(_("stop date"), null=True, blank=True)
 

@@ -6,13 +6,10 @@ serializers only check types and choices; the services validate the facts and wr
 
 from __future__ import annotations
 
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext as _
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from patients.models import (
@@ -317,9 +314,3 @@ def booklet_data(patient: Patient) -> dict[str, Any]:
             Comedication.objects.filter(patient=patient).select_related("patient"), many=True
         ).data,
     }
-
-
-@extend_schema_field(OpenApiTypes.DATE)
-class LocalDateField(serializers.Field):  # type: ignore[type-arg]
-    def to_representation(self, value: date) -> str:
-        return value.isoformat()

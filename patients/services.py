@@ -72,8 +72,20 @@ def _replan(patient: Patient) -> None:
 
 PATIENT_FIELDS = frozenset(
     {
-        "first_name", "last_name", "birth_date", "sex", "language", "timezone", "email", "phone",
-        "consent_email", "consent_push", "consent_sms", "weight_kg", "dialysis", "risk_factors",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "sex",
+        "language",
+        "timezone",
+        "email",
+        "phone",
+        "consent_email",
+        "consent_push",
+        "consent_sms",
+        "weight_kg",
+        "dialysis",
+        "risk_factors",
         "predispositions",
     }
 )
@@ -148,9 +160,7 @@ def course_start(
 
 def patient_indication(patient: Patient) -> str:
     """Vitamin D follows the patient's antiresorptive indication (osteoporosis by default)."""
-    active = patient.courses.filter(voided_at__isnull=True, stop_date__isnull=True).exclude(
-        protocol=Protocol.VITAMIN_D
-    )
+    active = patient.courses.filter(voided_at__isnull=True, stop_date__isnull=True).exclude(protocol=Protocol.VITAMIN_D)
     first = active.order_by("start_date").first()
     return first.indication if first else "osteoporosis"
 
@@ -338,10 +348,23 @@ def comedication_add(
     stop_date: date | None = None,
 ) -> Comedication:
     comed = Comedication(
-        patient=patient, name=name, drug_class=drug_class, start_date=start_date,
-        mg_per_day=mg_per_day, stop_date=stop_date, recorded_by=by,
+        patient=patient,
+        name=name,
+        drug_class=drug_class,
+        start_date=start_date,
+        mg_per_day=mg_per_day,
+        stop_date=stop_date,
+        recorded_by=by,
     )
     _validate(comed)
     _save(comed, by=by)
     _replan(patient)
     return comed
+
+
+@transaction.atomic
+def comedication_void(*, comedication: Comedication, reason: str, by: User | None) -> Comedication:
+    locked = Comedication.objects.select_for_update().select_related("patient").get(pk=comedication.pk)
+    _void(locked, reason=reason, by=by)
+    _replan(locked.patient)
+    return locked

@@ -1,28 +1,68 @@
-"""Plan endpoints: the preview computes a plan from facts given in the request, storing nothing."""
+"""Plan endpoints: the stored plan (patient and staff), the calendar feed link, appointments,
+the worklist, escalations, and the preview (a plan computed from facts in the request, storing nothing).
+
+Reads are scoped to ``request.user`` (their own plan, or their care teams' patients); writes go
+through ``scheduling.appointments``, ``scheduling.services``, ``scheduling.feeds`` and
+``notifications.services``. Flags are explained in the reader's language.
+"""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from django.utils.translation import get_language
-from drf_spectacular.utils import OpenApiExample, extend_schema
-from rest_framework import serializers
-from rest_framework.permissions import BasePermission
+from django.db import transaction
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.api import ProblemSerializer, problem
+from backend.api import (
+    IsCareStaff,
+    IsPatient,
+    Pagination,
+    api_language,
+    errors,
+    id_parameter,
+    problem,
+    uuid_or_404,
+)
+from backend.errors import CarnetError, NotFound
+from idempotency.services import idempotent
+from notifications.services import escalation_messages_stop
+from patients.api import scoped_patients, scoped_records, staff_patient
+from patients.models import Patient, User
+from scheduling import appointments as appointment_services
+from scheduling import feeds
+from scheduling import services as plan_services
+from scheduling.models import OPEN_STATUSES, Appointment, Escalation, PlanItem
+from scheduling.models_feeds import CalendarFeed
 from scheduling.rules import preview
 from scheduling.rules.errors import RuleInputError
+from scheduling.serializers import (
+    AppointmentBookSerializer,
+    AppointmentCancelSerializer,
+    AppointmentMoveSerializer,
+    AppointmentSerializer,
+    EscalationResolveSerializer,
+    EscalationSerializer,
+    PlanItemSerializer,
+    PlanSerializer,
+    WorklistItemSerializer,
+    flag_out,
+)
+from scheduling.worklist import staff_team_ids, worklist_items
 
+STAFF_ERRORS = errors(400, 401, 403, 404, 409, 422, 429)
+READ_ERRORS = errors(401, 403, 404, 429)
 
-class IsCareStaff(BasePermission):
-    message = "Only care staff may do this."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and getattr(user, "is_care_staff", False))
+__all__ = ["IsCareStaff", "PlanPreviewView", "request_language"]
 
 
 class PreviewRequestSerializer(serializers.Serializer):  # type: ignore[type-arg]  # schema only
@@ -43,8 +83,7 @@ class PreviewResponseSerializer(serializers.Serializer):  # type: ignore[type-ar
 
 
 def request_language(request: Request) -> str:
-    lang = (get_language() or "fr")[:2]
-    return lang if lang in ("fr", "en") else "fr"
+    return api_language(request)
 
 
 class PlanPreviewView(APIView):
@@ -55,14 +94,20 @@ class PlanPreviewView(APIView):
     @extend_schema(
         operation_id="plan_preview",
         request=PreviewRequestSerializer,
-        responses={200: PreviewResponseSerializer, 400: ProblemSerializer, 401: ProblemSerializer,
-                   403: ProblemSerializer},
-        examples=[OpenApiExample("Osteoporosis, first dose", value={
-            "today": "2026-06-01",
-            "patient": {"birth_date": "1958-04-12", "sex": "F", "timezone": "Europe/Paris"},
-            "courses": [{"protocol": "denosumab_op_60mg_q6m", "start_date": "2026-01-15"}],
-            "doses": [{"protocol": "denosumab_op_60mg_q6m", "given_at": "2026-01-15"}],
-        }, request_only=True)],
+        responses={200: PreviewResponseSerializer, **errors(400, 401, 403, 429)},
+        tags=["staff"],
+        examples=[
+            OpenApiExample(
+                "Osteoporosis, first dose",
+                value={
+                    "today": "2026-06-01",
+                    "patient": {"birth_date": "1958-04-12", "sex": "F", "timezone": "Europe/Paris"},
+                    "courses": [{"protocol": "denosumab_op_60mg_q6m", "start_date": "2026-01-15"}],
+                    "doses": [{"protocol": "denosumab_op_60mg_q6m", "given_at": "2026-01-15"}],
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request: Request) -> Response:
         if not isinstance(request.data, dict):
@@ -72,3 +117,408 @@ class PlanPreviewView(APIView):
         except RuleInputError as exc:
             return problem(400, exc.message, field=exc.field, code="invalid")
         return Response(body)
+
+
+# --- the stored plan ----------------------------------------------------------------------------
+
+
+def plan_data(patient: Patient, *, lang: str) -> dict[str, Any]:
+    """Open items from the stored plan; patient-level flags from the rules, explained in ``lang``."""
+    items = (
+        PlanItem.objects.filter(patient=patient, closed_at__isnull=True, status__in=OPEN_STATUSES)
+        .select_related("course")
+        .order_by("due", "kind", "pk")
+    )
+    plan = plan_services.plan_compute(patient)
+    flags = [flag_out(plan_services.flag_json(f), lang) for f in plan.flags if f.subject is None]
+    return {
+        "today": plan_services.patient_today(patient),
+        "language": lang,
+        "items": items,
+        "flags": flags,
+    }
+
+
+class MePlanView(APIView):
+    permission_classes = [IsPatient]
+
+    @extend_schema(operation_id="me_plan", responses={200: PlanSerializer, **errors(401, 403, 429)}, tags=["me"])
+    def get(self, request: Request) -> Response:
+        """My upcoming plan: each item's window and status, each flag explained in my language."""
+        patient: Patient = request.user.patient  # type: ignore[union-attr]  # IsPatient checked it
+        lang = api_language(request, patient.language)
+        return Response(PlanSerializer(plan_data(patient, lang=lang), context={"lang": lang}).data)
+
+
+class PatientPlanView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="patients_plan",
+        parameters=[id_parameter()],
+        responses={200: PlanSerializer, **READ_ERRORS},
+        tags=["staff"],
+    )
+    def get(self, request: Request, id: str) -> Response:
+        """A patient's stored plan, with blocks and what lifts them."""
+        patient = staff_patient(request, id)
+        lang = api_language(request)
+        return Response(PlanSerializer(plan_data(patient, lang=lang), context={"lang": lang}).data)
+
+
+# --- the patient's calendar feed (iCal) ----------------------------------------------------------
+
+
+class CalendarFeedSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    active = serializers.BooleanField()
+    precise_titles = serializers.BooleanField()
+    created_at = serializers.DateTimeField(allow_null=True)
+    rotated_at = serializers.DateTimeField(allow_null=True)
+    url = serializers.URLField(allow_null=True, help_text="Shown once, when issued; rotate to get a new one.")
+    webcal_url = serializers.CharField(allow_null=True, help_text="The same link for calendar apps (webcal://).")
+
+
+class CalendarFeedRotateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    precise_titles = serializers.BooleanField(required=False, help_text="Show what is due in event titles.")
+
+
+def _live_feed(patient: Patient) -> CalendarFeed | None:
+    return CalendarFeed.objects.filter(kind=CalendarFeed.Kind.PATIENT, patient=patient, revoked_at__isnull=True).first()
+
+
+def _feed_data(feed: CalendarFeed | None, token: str | None = None) -> dict[str, Any]:
+    urls = feeds.feed_urls(token) if token else {"https": None, "webcal": None}
+    return {
+        "active": feed is not None,
+        "precise_titles": bool(feed and feed.precise_titles),
+        "created_at": feed.created_at if feed else None,
+        "rotated_at": feed.rotated_at if feed else None,
+        "url": urls["https"],
+        "webcal_url": urls["webcal"],
+    }
+
+
+class MeCalendarFeedView(APIView):
+    permission_classes = [IsPatient]
+
+    @extend_schema(
+        operation_id="me_calendar_feed", responses={200: CalendarFeedSerializer, **errors(401, 403, 429)}, tags=["me"]
+    )
+    def get(self, request: Request) -> Response:
+        """My calendar link's state. The secret link itself is shown only when issued (rotate)."""
+        return Response(CalendarFeedSerializer(_feed_data(_live_feed(request.user.patient))).data)  # type: ignore[union-attr]
+
+    @extend_schema(
+        operation_id="me_calendar_feed_revoke", responses={204: None, **errors(401, 403, 404, 429)}, tags=["me"]
+    )
+    def delete(self, request: Request) -> Response:
+        """Revoke my calendar link: calendar apps stop receiving updates."""
+        feed = _live_feed(request.user.patient)  # type: ignore[union-attr]
+        if feed is None:
+            raise NotFound(_("There is no calendar link to revoke."))
+        feeds.feed_revoke(feed=feed, by=request.user)  # type: ignore[arg-type]
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeCalendarFeedRotateView(APIView):
+    permission_classes = [IsPatient]
+
+    @extend_schema(
+        operation_id="me_calendar_feed_rotate",
+        request=CalendarFeedRotateSerializer,
+        responses={200: CalendarFeedSerializer, **errors(400, 401, 403, 409, 422, 429)},
+        tags=["me"],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Issue my calendar link, or replace it (the old link stops working at once)."""
+        body = CalendarFeedRotateSerializer(data=request.data if isinstance(request.data, dict) else None)
+        body.is_valid(raise_exception=True)
+        user: User = request.user  # type: ignore[assignment]
+        patient = user.patient
+        precise = body.validated_data.get("precise_titles")
+        with transaction.atomic():
+            feed = _live_feed(patient)
+            if feed is None:
+                feed, token = feeds.feed_create(
+                    kind=CalendarFeed.Kind.PATIENT, patient=patient, by=user, precise_titles=bool(precise)
+                )
+            else:
+                if precise is not None:
+                    feed = feeds.feed_update(feed=feed, by=user, precise_titles=precise)
+                feed, token = feeds.feed_rotate(feed=feed, by=user)
+        return Response(CalendarFeedSerializer(_feed_data(feed, token)).data)
+
+
+# --- worklist -----------------------------------------------------------------------------------
+
+
+class WorklistView(ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsCareStaff]
+    serializer_class = WorklistItemSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[PlanItem]:
+        return worklist_items(team_ids=staff_team_ids(self.request.user))  # type: ignore[arg-type]
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        return {**super().get_serializer_context(), "lang": api_language(self.request)}
+
+    @extend_schema(
+        operation_id="worklist",
+        responses={200: WorklistItemSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+        tags=["staff"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Overdue, due and blocked injections of my care teams, ranked by risk (rebound first)."""
+        return super().get(request, *args, **kwargs)
+
+
+# --- appointments ----------------------------------------------------------------------------
+
+
+APPOINTMENT_FILTERS = [
+    OpenApiParameter("from", OpenApiTypes.DATE, description="Starting on or after this date (UTC)."),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="Starting before this date (UTC)."),
+    OpenApiParameter("patient", OpenApiTypes.UUID, description="One patient's appointments."),
+    OpenApiParameter("status", OpenApiTypes.STR, enum=Appointment.Status.values),
+]
+
+
+def _date_param(request: Request, name: str) -> date | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise CarnetError(_("Give a date as YYYY-MM-DD."), field=name) from None
+
+
+def scoped_appointments(user: User) -> QuerySet[Appointment]:
+    return scoped_records(Appointment, user).select_related("patient", "care_team", "plan_item", "nurse")
+
+
+class AppointmentListView(ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsCareStaff]
+    serializer_class = AppointmentSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Appointment]:
+        qs = scoped_appointments(self.request.user)  # type: ignore[arg-type]
+        start, end = _date_param(self.request, "from"), _date_param(self.request, "to")
+        if start:
+            qs = qs.filter(starts_at__date__gte=start)
+        if end:
+            qs = qs.filter(starts_at__date__lt=end)
+        patient = self.request.query_params.get("patient")
+        if patient:
+            qs = qs.filter(patient__public_id=uuid_or_404(patient))
+        wanted = self.request.query_params.get("status")
+        if wanted:
+            if wanted not in Appointment.Status.values:
+                raise CarnetError(_("Unknown status."), field="status")
+            qs = qs.filter(status=wanted)
+        return qs.order_by("starts_at", "pk")
+
+    @extend_schema(
+        operation_id="appointments_list",
+        parameters=APPOINTMENT_FILTERS,
+        responses={200: AppointmentSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+        tags=["staff"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Appointments of my care teams' patients."""
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="appointments_book",
+        request=AppointmentBookSerializer,
+        responses={201: AppointmentSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        """Book a plan item; outside its due window, ``out_of_window_reason`` must say why."""
+        body = AppointmentBookSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        user: User = request.user  # type: ignore[assignment]
+        item = PlanItem.objects.filter(patient__in=scoped_patients(user), public_id=data["plan_item"]).first()
+        if item is None:
+            raise CarnetError(_("No such plan item among your patients."), field="plan_item")
+        nurse = user
+        if data.get("nurse"):
+            nurse = User.objects.filter(
+                public_id=data["nurse"], memberships__care_team_id=item.patient.care_team_id
+            ).first()  # type: ignore[assignment]
+            if nurse is None:
+                raise CarnetError(_("No such nurse in this patient's care team."), field="nurse")
+        appointment = appointment_services.appointment_book(
+            plan_item=item,
+            starts_at=data["starts_at"],
+            ends_at=data.get("ends_at"),
+            nurse=nurse,
+            by=user,
+            out_of_window_reason=data.get("out_of_window_reason", ""),
+        )
+        return Response(
+            AppointmentSerializer(scoped_appointments(user).get(pk=appointment.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class AppointmentDetailView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="appointments_retrieve",
+        parameters=[id_parameter()],
+        responses={200: AppointmentSerializer, **READ_ERRORS},
+        tags=["staff"],
+    )
+    def get(self, request: Request, id: str) -> Response:
+        """One appointment."""
+        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        return Response(AppointmentSerializer(appointment).data)
+
+
+class AppointmentMoveView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="appointments_move",
+        parameters=[id_parameter()],
+        request=AppointmentMoveSerializer,
+        responses={200: AppointmentSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
+    @idempotent
+    def post(self, request: Request, id: str) -> Response:
+        """Move an appointment; outside the due window, say why."""
+        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        body = AppointmentMoveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        appointment_services.appointment_move(
+            appointment=appointment,
+            starts_at=data["starts_at"],
+            ends_at=data.get("ends_at"),
+            by=request.user,  # type: ignore[arg-type]
+            out_of_window_reason=data.get("out_of_window_reason", ""),
+        )
+        return Response(AppointmentSerializer(scoped_appointments(request.user).get(pk=appointment.pk)).data)  # type: ignore[arg-type]
+
+
+class AppointmentCancelView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="appointments_cancel",
+        parameters=[id_parameter()],
+        request=AppointmentCancelSerializer,
+        responses={200: AppointmentSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
+    @idempotent
+    def post(self, request: Request, id: str) -> Response:
+        """Cancel an appointment, with a reason."""
+        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        body = AppointmentCancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        appointment_services.appointment_cancel(
+            appointment=appointment,
+            by=request.user,  # type: ignore[arg-type]
+            reason=body.validated_data["reason"],
+        )
+        return Response(AppointmentSerializer(scoped_appointments(request.user).get(pk=appointment.pk)).data)  # type: ignore[arg-type]
+
+
+# --- escalations ------------------------------------------------------------------------------
+
+
+ESCALATION_FILTERS = [
+    OpenApiParameter("open", OpenApiTypes.BOOL, description="Only unresolved (true) or resolved (false) ones."),
+    OpenApiParameter("level", OpenApiTypes.STR, enum=["L1", "L2", "L3", "L4"]),
+]
+
+
+def scoped_escalations(user: User) -> QuerySet[Escalation]:
+    return scoped_records(Escalation, user).select_related("patient", "plan_item", "acknowledged_by")
+
+
+class EscalationListView(ListAPIView):  # type: ignore[type-arg]
+    permission_classes = [IsCareStaff]
+    serializer_class = EscalationSerializer
+    pagination_class = Pagination
+
+    def get_queryset(self) -> QuerySet[Escalation]:
+        qs = scoped_escalations(self.request.user)  # type: ignore[arg-type]
+        wanted = (self.request.query_params.get("open") or "").lower()
+        if wanted in ("true", "1"):
+            qs = qs.filter(resolved_at__isnull=True)
+        elif wanted in ("false", "0"):
+            qs = qs.filter(resolved_at__isnull=False)
+        elif wanted:
+            raise CarnetError(_("Give true or false."), field="open")
+        level = self.request.query_params.get("level")
+        if level:
+            if level not in ("L1", "L2", "L3", "L4"):
+                raise CarnetError(_("Unknown level."), field="level")
+            qs = qs.filter(level=level)
+        return qs.order_by("-opened_at", "pk")
+
+    @extend_schema(
+        operation_id="escalations_list",
+        parameters=ESCALATION_FILTERS,
+        responses={200: EscalationSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+        tags=["staff"],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Escalations of my care teams' patients, newest first."""
+        return super().get(request, *args, **kwargs)
+
+
+class EscalationAcknowledgeView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="escalations_acknowledge",
+        parameters=[id_parameter()],
+        request=None,
+        responses={200: EscalationSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
+    @idempotent
+    def post(self, request: Request, id: str) -> Response:
+        """Acknowledge an escalation level: its repeated alerts stop."""
+        escalation = get_object_or_404(scoped_escalations(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        with transaction.atomic():
+            escalation = plan_services.escalation_acknowledge(escalation=escalation, by=request.user)  # type: ignore[arg-type]
+            escalation_messages_stop(escalation=escalation)
+        return Response(EscalationSerializer(scoped_escalations(request.user).get(pk=escalation.pk)).data)  # type: ignore[arg-type]
+
+
+class EscalationResolveView(APIView):
+    permission_classes = [IsCareStaff]
+
+    @extend_schema(
+        operation_id="escalations_resolve",
+        parameters=[id_parameter()],
+        request=EscalationResolveSerializer,
+        responses={200: EscalationSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
+    @idempotent
+    def post(self, request: Request, id: str) -> Response:
+        """Resolve an escalation with the decision taken; its pending alerts are cancelled."""
+        escalation = get_object_or_404(scoped_escalations(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        body = EscalationResolveSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        with transaction.atomic():
+            escalation = plan_services.escalation_resolve(
+                escalation=escalation,
+                by=request.user,  # type: ignore[arg-type]
+                resolution=body.validated_data["resolution"],
+            )
+            escalation_messages_stop(escalation=escalation)
+        return Response(EscalationSerializer(scoped_escalations(request.user).get(pk=escalation.pk)).data)  # type: ignore[arg-type]

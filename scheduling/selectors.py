@@ -108,15 +108,19 @@ def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date
         )
         if lab.albumin_g_l is not None:
             # CA-01: the albumin of the same draw travels as its own lab on the same date.
-            labs[lab.patient_id].append(rf.Lab(test="albumin", value=float(lab.albumin_g_l), unit="g/L", date=lab.drawn_on))
+            labs[lab.patient_id].append(
+                rf.Lab(test="albumin", value=float(lab.albumin_g_l), unit="g/L", date=lab.drawn_on)
+            )
         if lab.test == "egfr":
             egfr[lab.patient_id] = (lab.drawn_on, float(lab.value))
         elif lab.test == "crcl":
             crcl[lab.patient_id] = (lab.drawn_on, float(lab.value))
     dental: dict[int, list[rf.DentalEvent]] = defaultdict(list)
-    for event in DentalEvent.objects.filter(patient_id__in=ids, voided_at__isnull=True).only(
-        "patient_id", "event", "date"
-    ).order_by("date"):
+    for event in (
+        DentalEvent.objects.filter(patient_id__in=ids, voided_at__isnull=True)
+        .only("patient_id", "event", "date")
+        .order_by("date")
+    ):
         dental[event.patient_id].append(rf.DentalEvent(event=event.event, date=event.date))
     comeds: dict[int, list[rf.Comedication]] = defaultdict(list)
     for comed in Comedication.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by("start_date"):
@@ -164,8 +168,9 @@ def patients_with_open_items(*, due_on_or_before: date) -> Iterable[int]:
 
     return (
         PlanItem.objects.filter(status__in=OPEN_STATUSES)
-        .filter(Q(due__lte=due_on_or_before) | Q(reminder_on__lte=due_on_or_before)
-                | Q(window_start__lte=due_on_or_before))
+        .filter(
+            Q(due__lte=due_on_or_before) | Q(reminder_on__lte=due_on_or_before) | Q(window_start__lte=due_on_or_before)
+        )
         .values_list("patient_id", flat=True)
         .distinct()
         .order_by("patient_id")

@@ -32,8 +32,20 @@ log = logging.getLogger(__name__)
 
 DATE_FIELDS = ("due", "window_start", "window_end", "reminder_on")
 STATE_FIELDS = (
-    "kind", "protocol", "product", "dose_mg", "phase", "ordinal", "rule", "status", "level",
-    "days_late", "escalation", "blocked_by", "flags", "course_id",
+    "kind",
+    "protocol",
+    "product",
+    "dose_mg",
+    "phase",
+    "ordinal",
+    "rule",
+    "status",
+    "level",
+    "days_late",
+    "escalation",
+    "blocked_by",
+    "flags",
+    "course_id",
 )
 # Fact kinds that fulfil a plan item: when the item leaves the plan and such a fact exists
 # on or after the item's window start, the item is done; otherwise it is cancelled.
@@ -96,12 +108,13 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             seen.add(item.key)
             values = _row_values(item)
             values["flags"] = item_flags.get(item.key, [])
-            row = rows.get(item.key)
-            if row is None:
-                row = PlanItem(patient=patient, key=item.key, version=1, dates_changed_at=moment, **values)
-                to_create.append(row)
-                result.created.append(row)
+            existing = rows.get(item.key)
+            if existing is None:
+                new = PlanItem(patient=patient, key=item.key, version=1, dates_changed_at=moment, **values)
+                to_create.append(new)
+                result.created.append(new)
                 continue
+            row = existing
             moved = any(getattr(row, name) != values[name] for name in DATE_FIELDS)
             changed = moved or any(getattr(row, name) != values[name] for name in STATE_FIELDS)
             if row.closed_at is not None:
@@ -121,9 +134,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
         for key, row in rows.items():
             if key in seen or row.status in CLOSED_STATUSES:
                 continue
-            row.status = (
-                ItemStatus.DONE if _fulfilled(row, inputs[patient.pk]) else ItemStatus.CANCELLED
-            )
+            row.status = ItemStatus.DONE if _fulfilled(row, inputs[patient.pk]) else ItemStatus.CANCELLED
             row.closed_at = moment
             row.updated_at = moment
             to_update.append(row)
@@ -186,8 +197,8 @@ def _fulfilled(row: PlanItem, facts: PlanInput) -> bool:
     since = row.window_start or row.due
     if row.kind in DOSE_KINDS:
         return any(
-            d.given_on >= since and (row.course_id is None or d.course_key == str(row.course_id)
-                                     or row.kind != "injection")
+            d.given_on >= since
+            and (row.course_id is None or d.course_key == str(row.course_id) or row.kind != "injection")
             for d in facts.doses
         )
     tests = {
@@ -219,10 +230,7 @@ def _escalations_sync(
     ladders = protocols(selectors.rules_config())
     patient_ids = [p.pk for p in patients]
     open_items = [
-        row
-        for rows in stored.values()
-        for row in rows.values()
-        if row.level and row.status in OPEN_STATUSES
+        row for rows in stored.values() for row in rows.values() if row.level and row.status in OPEN_STATUSES
     ] + [row for row in created_rows if row.level]
     existing: set[tuple[int, str]] = set(
         Escalation.objects.filter(patient_id__in=patient_ids).values_list("plan_item_id", "level")
@@ -320,12 +328,12 @@ def dose_gates_check(*, patient: Patient, course: TreatmentCourse, on: date, ove
 # --- bulk re-planning -----------------------------------------------------------------------
 
 
-def plans_rebuild(
-    *, patient_ids: Iterable[int] | None = None, progress: bool = False, batch_size: int = 500
-) -> int:
+def plans_rebuild(*, patient_ids: Iterable[int] | None = None, progress: bool = False, batch_size: int = 500) -> int:
     """Re-plan many patients in batches (demo data, the nightly pass, benchmarks)."""
-    ids = list(patient_ids) if patient_ids is not None else list(
-        Patient.objects.order_by("pk").values_list("pk", flat=True)
+    ids = (
+        list(patient_ids)
+        if patient_ids is not None
+        else list(Patient.objects.order_by("pk").values_list("pk", flat=True))
     )
     bar = None
     if progress:
@@ -335,9 +343,11 @@ def plans_rebuild(
     done = 0
     for start in range(0, len(ids), batch_size):
         chunk = ids[start : start + batch_size]
-        batch = list(Patient.objects.filter(pk__in=chunk).only("pk", "timezone", "birth_date", "sex",
-                                                                 "weight_kg", "dialysis", "risk_factors",
-                                                                 "predispositions"))
+        batch = list(
+            Patient.objects.filter(pk__in=chunk).only(
+                "pk", "timezone", "birth_date", "sex", "weight_kg", "dialysis", "risk_factors", "predispositions"
+            )
+        )
         plans_sync_batch(batch)
         done += len(batch)
         if bar is not None:

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import pairwise
 
 from scheduling.rules.calendar import add_days, add_months
 from scheduling.rules.config import RulesConfig
@@ -78,9 +79,7 @@ def _interval(protocol: str, course: CourseFact | None, config: RulesConfig) -> 
     return protocols(config)[protocol].interval
 
 
-def dose_windows(
-    doses: Iterable[DoseFact], courses: Sequence[CourseFact], *, config: RulesConfig
-) -> list[DoseWindow]:
+def dose_windows(doses: Iterable[DoseFact], courses: Sequence[CourseFact], *, config: RulesConfig) -> list[DoseWindow]:
     """The due window of every counted dose (first doses of a course excluded), in date order."""
     table = protocols(config)
     by_course = {c.key: c for c in courses}
@@ -96,7 +95,7 @@ def dose_windows(
             consolidations.append(dose)
     out: list[DoseWindow] = []
     for chain in chains.values():
-        for previous, dose in zip(chain, chain[1:], strict=False):
+        for previous, dose in pairwise(chain):
             course = by_course.get(dose.course_key or "")
             interval = _interval(dose.protocol, course, config)
             if interval is None:

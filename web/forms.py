@@ -7,7 +7,7 @@ Field names follow the services' argument names, so a service error (``CarnetErr
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, time, timedelta
+from datetime import time, timedelta
 from typing import Any
 
 from django import forms
@@ -94,8 +94,18 @@ class SlotForm(forms.Form):
         return timedelta(minutes=int(self.cleaned_data["duration"]))
 
 
+class PersonChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]  # django-stubs generic
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.get_full_name() or obj.email)
+
+
+class CourseChoiceField(forms.ModelChoiceField):  # type: ignore[type-arg]  # django-stubs generic
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.get_protocol_display()} ({obj.start_date:%d/%m/%Y})"
+
+
 class BookForm(SlotForm):
-    nurse = forms.ModelChoiceField(label=_("Nurse"), queryset=User.objects.none())
+    nurse = PersonChoiceField(label=_("Nurse"), queryset=User.objects.none())
 
     field_order = ("day", "nurse", "slot", "duration", "out_of_window_reason")
 
@@ -104,7 +114,6 @@ class BookForm(SlotForm):
         field = self.fields["nurse"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = User.objects.filter(pk__in=[n.pk for n in nurses])
-        field.label_from_instance = lambda u: u.get_full_name() or u.email  # type: ignore[method-assign]
 
 
 class CancelForm(forms.Form):
@@ -112,9 +121,7 @@ class CancelForm(forms.Form):
 
 
 class VoidForm(forms.Form):
-    reason = forms.CharField(
-        label=_("Reason for voiding"), max_length=500, widget=forms.Textarea(attrs={"rows": 2})
-    )
+    reason = forms.CharField(label=_("Reason for voiding"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class OutcomeForm(forms.Form):
@@ -125,8 +132,10 @@ class OutcomeForm(forms.Form):
 
 
 class DoseForm(forms.Form):
-    course = forms.ModelChoiceField(
-        label=_("Treatment course"), queryset=TreatmentCourse.objects.none(), required=False,
+    course = CourseChoiceField(
+        label=_("Treatment course"),
+        queryset=TreatmentCourse.objects.none(),
+        required=False,
         empty_label=_("— none (vitamin D, history) —"),
     )
     product = forms.ChoiceField(label=_("Product"), choices=Product.choices)
@@ -137,7 +146,9 @@ class DoseForm(forms.Form):
     )
     given_at = forms.DateTimeField(label=_("Given at"), widget=DateTimeLocalInput(), input_formats=[DATETIME_LOCAL])
     override_reason = forms.CharField(
-        label=_("Emergency override reason"), required=False, widget=forms.Textarea(attrs={"rows": 2}),
+        label=_("Emergency override reason"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text=_("Only when a block must be lifted in an emergency."),
     )
 
@@ -146,7 +157,6 @@ class DoseForm(forms.Form):
         field = self.fields["course"]
         assert isinstance(field, forms.ModelChoiceField)
         field.queryset = TreatmentCourse.objects.filter(pk__in=[c.pk for c in courses])
-        field.label_from_instance = lambda c: f"{c.get_protocol_display()} ({c.start_date:%d/%m/%Y})"  # type: ignore[method-assign]
 
 
 def lab_unit_choices() -> list[tuple[str, str]]:
@@ -163,7 +173,10 @@ class LabForm(forms.Form):
     unit = forms.ChoiceField(label=_("Unit"), choices=lab_unit_choices)
     drawn_at = forms.DateTimeField(label=_("Drawn at"), widget=DateTimeLocalInput(), input_formats=[DATETIME_LOCAL])
     albumin_g_l = forms.DecimalField(
-        label=_("Albumin, same draw (g/L)"), required=False, max_digits=5, decimal_places=1,
+        label=_("Albumin, same draw (g/L)"),
+        required=False,
+        max_digits=5,
+        decimal_places=1,
         help_text=_("Total calcium only: corrects it (CA-01)."),
     )
     reference_low = forms.DecimalField(label=_("Lab's lower limit"), required=False, max_digits=10, decimal_places=3)
@@ -184,7 +197,9 @@ class CourseStartForm(forms.Form):
         label=_("Planned duration (months)"), required=False, min_value=1, max_value=240
     )
     response = forms.ChoiceField(
-        label=_("Oncological response"), required=False, choices=[("", "—"), *TreatmentCourse.Response.choices],
+        label=_("Oncological response"),
+        required=False,
+        choices=[("", "—"), *TreatmentCourse.Response.choices],
         help_text=_("Zoledronic acid 4 mg only (ZOL-04)."),
     )
 
@@ -195,11 +210,10 @@ class CourseStopForm(forms.Form):
     consolidation = forms.ChoiceField(
         label=_("Consolidation"),
         required=False,
-        choices=[("", "—"), (Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
-                 (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label)],
+        choices=[
+            ("", "—"),
+            (Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
+            (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label),
+        ],
         help_text=_("Denosumab 60 mg: zoledronic acid 5 mg unless you choose alendronate (CONS-01, CONS-03)."),
     )
-
-    def clean_stop_date(self) -> date:
-        value: date = self.cleaned_data["stop_date"]
-        return value

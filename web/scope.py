@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -82,7 +82,7 @@ def staff_view(view: F) -> F:
             return redirect_to_login(request.get_full_path())
         if not is_care_staff(user):
             raise PermissionDenied
-        scope = resolve_scope(request, cast(User, user))
+        scope = resolve_scope(request, user)
         if scope is None:
             return render(request, "web/no_team.html", status=403)
         request.scope = scope  # type: ignore[attr-defined]  # set for the view and the templates
@@ -100,5 +100,5 @@ def get_scoped(queryset: QuerySet[M], team_path: str, scope: Scope, **lookup: An
     """One row among the user's teams, or 404 (another team's row is indistinguishable from none)."""
     try:
         return queryset.get(**{f"{team_path}__in": scope.team_ids}, **lookup)
-    except (queryset.model.DoesNotExist, ValueError) as exc:
+    except (ObjectDoesNotExist, ValueError) as exc:
         raise Http404 from exc

@@ -195,7 +195,8 @@ def worklist(*, team_id: int) -> QuerySet[PlanItem]:
     from notifications.models import OutboxMessage
     from web.models import WorklistOutcome
 
-    return worklist_items(team_ids=[team_id]).prefetch_related(
+    # The shared selector prefetches escalations alone; here they come with their outbox rows too.
+    return worklist_items(team_ids=[team_id]).prefetch_related(None).prefetch_related(
         Prefetch(
             "escalations",
             queryset=Escalation.objects.select_related("acknowledged_by")

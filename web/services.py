@@ -19,7 +19,9 @@ def worklist_outcome_record(*, plan_item: PlanItem, outcome: str, by: User, note
     item = PlanItem.objects.select_for_update().get(pk=plan_item.pk)
     if not item.is_open:
         raise CarnetError("This item is closed; nothing is left to do.", field="plan_item", code="closed")
-    row = WorklistOutcome(plan_item=item, patient_id=item.patient_id, outcome=outcome, note=note.strip(), recorded_by=by)
+    row = WorklistOutcome(
+        plan_item=item, patient_id=item.patient_id, outcome=outcome, note=note.strip(), recorded_by=by
+    )
     try:
         row.full_clean()
     except ValidationError as exc:

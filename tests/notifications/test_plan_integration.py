@@ -19,21 +19,43 @@ pytestmark = pytest.mark.django_db
 
 def _give(patient: Any, course: Any, nurse: Any, day: str) -> Any:
     return booklet.dose_record(
-        patient=patient, course=course, product="denosumab", dose_value=Decimal("60"), dose_unit="mg",
-        route="SC", given_at=paris(day), by=nurse, given_by=nurse, injection_site="abdomen", lot_number="LOT-42A",
+        patient=patient,
+        course=course,
+        product="denosumab",
+        dose_value=Decimal("60"),
+        dose_unit="mg",
+        route="SC",
+        given_at=paris(day),
+        by=nurse,
+        given_by=nurse,
+        injection_site="abdomen",
+        lot_number="LOT-42A",
     )
 
 
 def _calcium(patient: Any, nurse: Any, day: str) -> None:
-    booklet.lab_add(patient=patient, test="calcium_total", value=Decimal("2.35"), unit="mmol/L",
-                    drawn_at=paris(day, 8), albumin_g_l=Decimal("40"), by=nurse)
+    booklet.lab_add(
+        patient=patient,
+        test="calcium_total",
+        value=Decimal("2.35"),
+        unit="mmol/L",
+        drawn_at=paris(day, 8),
+        albumin_g_l=Decimal("40"),
+        by=nurse,
+    )
 
 
 def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any, nurse: Any) -> None:
     with time_machine.travel(paris("2026-01-15", 11), tick=False):
         patient = booklet.patient_create(
-            care_team=team, by=nurse, first_name="Jeanne", last_name="Martin", birth_date=date(1958, 4, 12),
-            sex="F", email="jeanne@example.org", consent_email=True,
+            care_team=team,
+            by=nurse,
+            first_name="Jeanne",
+            last_name="Martin",
+            birth_date=date(1958, 4, 12),
+            sex="F",
+            email="jeanne@example.org",
+            consent_email=True,
         )
         _calcium(patient, nurse, "2026-01-08")
         course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
@@ -48,9 +70,7 @@ def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any
     with time_machine.travel(paris("2026-01-21", 9), tick=False):
         booklet.dose_void(dose=dose, reason="Wrong date entered", by=nurse)
         _give(patient, course, nurse, "2026-01-20")
-    assert set(OutboxMessage.objects.filter(pk__in=before).values_list("state", flat=True)) == {
-        OutboxState.CANCELLED
-    }
+    assert set(OutboxMessage.objects.filter(pk__in=before).values_list("state", flat=True)) == {OutboxState.CANCELLED}
     moved = OutboxMessage.objects.filter(patient=patient, state="pending", plan_item__kind="injection")
     first = moved.order_by("send_at").filter(offset_days=0).first()
     assert first is not None and first.send_at == datetime(2026, 7, 20, 7, 0, tzinfo=UTC)

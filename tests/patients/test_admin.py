@@ -346,3 +346,29 @@ def test_entry_cannot_move_to_another_patient(nurse_client: Client, patient: Pat
     dose = patient.doses.get()
     page = nurse_client.get(f"/admin/patients/doserecord/{dose.pk}/change/")
     assert "patient" not in page.context["adminform"].form.fields
+
+
+def test_blocked_dose_from_the_patient_page_is_refused_like_the_service(
+    nurse_client: Client, nurse: User, patient: Patient, replans: list[int]
+) -> None:
+    """CA-05: no calcium drawn in the 30 days before the injection blocks it, in the admin as in the API."""
+    long_ago = timezone.now() - timedelta(days=200)
+    patient.labs.update(drawn_at=long_ago, drawn_on=timezone.localdate(long_ago))
+    url = f"/admin/patients/patient/{patient.pk}/change/"
+    data = _inline_post(nurse_client.get(url))
+    prefix = next(k for k in data if k.endswith("-TOTAL_FORMS") and "dose" in k)[: -len("-TOTAL_FORMS")]
+    index = int(data[f"{prefix}-TOTAL_FORMS"])
+    data[f"{prefix}-TOTAL_FORMS"] = index + 1
+    given = timezone.localtime() - timedelta(days=1)
+    new = {
+        "given_at_0": given.strftime("%d/%m/%Y"), "given_at_1": "10:30:00", "course": patient.courses.get().pk,
+        "product": "denosumab", "dose_value": "60", "dose_unit": "mg", "route": "SC", "injection_site": "abdomen",
+        "lot_number": "LOT-BLOCKED", "source": "staff", "given_by": nurse.pk, "patient": patient.pk,
+    }
+    for name, value in new.items():
+        data[f"{prefix}-{index}-{name}"] = value
+    response = nurse_client.post(url, data)
+    assert response.status_code == 200
+    assert "CALCIUM_CHECK_REQUIRED" in response.content.decode()
+    assert not DoseRecord.objects.filter(lot_number="LOT-BLOCKED").exists()
+    assert replans == []

@@ -56,9 +56,16 @@ def give(nurse: Any) -> Any:
             "zoledronic_op_5mg": ("zoledronic_acid", "5"),
         }[course.protocol]
         values: dict[str, Any] = {
-            "patient": patient, "course": course, "product": product, "dose_value": Decimal(dose),
-            "dose_unit": "mg", "route": "SC" if product == "denosumab" else "IV", "given_at": at(day, 8),
-            "by": nurse, "given_by": nurse, "injection_site": "abdomen" if product == "denosumab" else "iv_left",
+            "patient": patient,
+            "course": course,
+            "product": product,
+            "dose_value": Decimal(dose),
+            "dose_unit": "mg",
+            "route": "SC" if product == "denosumab" else "IV",
+            "given_at": at(day, 8),
+            "by": nurse,
+            "given_by": nurse,
+            "injection_site": "abdomen" if product == "denosumab" else "iv_left",
             "lot_number": "LOT-42A",
         }
         values.update(extra)
@@ -73,8 +80,13 @@ def calcium(nurse: Any) -> Any:
 
     def add(patient: Any, day: str, value: str = "2.35", albumin: str | None = "40") -> Any:
         return services.lab_add(
-            patient=patient, test="calcium_total", value=Decimal(value), unit="mmol/L", drawn_at=at(day, 8),
-            albumin_g_l=None if albumin is None else Decimal(albumin), by=nurse,
+            patient=patient,
+            test="calcium_total",
+            value=Decimal(value),
+            unit="mmol/L",
+            drawn_at=at(day, 8),
+            albumin_g_l=None if albumin is None else Decimal(albumin),
+            by=nurse,
         )
 
     return add

@@ -119,13 +119,12 @@ def test_course_stop_schedules_consolidation_OP_08_CONS_01(op_patient: tuple[Any
     assert PlanItem.objects.get(pk=_injections(patient)[-1].pk).status == "cancelled"
 
 
-def test_birth_date_change_adds_post_injection_calcium_CA_POST_01(
-    op_patient: tuple[Any, Any], nurse: Any
-) -> None:
+def test_birth_date_change_adds_post_injection_calcium_CA_POST_01(op_patient: tuple[Any, Any], nurse: Any) -> None:
     patient, _ = op_patient
     with time_machine.travel(at("2026-01-16", 9), tick=False):
-        booklet.lab_add(patient=patient, test="egfr", value=Decimal("85"), unit="mL/min/1.73m2",
-                        drawn_at=at("2026-01-10"), by=nurse)
+        booklet.lab_add(
+            patient=patient, test="egfr", value=Decimal("85"), unit="mL/min/1.73m2", drawn_at=at("2026-01-10"), by=nurse
+        )
     live = PlanItem.objects.filter(patient=patient, kind="calcium_check", due=date(2026, 1, 30), closed_at__isnull=True)
     # With a known eGFR ≥ 60 and age < 75, CA-POST-01 does not apply: the check is cancelled.
     assert not live.exists()
@@ -184,7 +183,9 @@ def test_escalation_ladder_opens_each_level_once_and_dose_resolves_it_OP_04(
     assert set(Escalation.objects.filter(plan_item=item).values_list("resolution", flat=True)) == {"given"}
 
 
-def test_hard_block_refuses_dose_and_changes_nothing_CA_03(op_patient: tuple[Any, Any], give: Any, calcium: Any) -> None:
+def test_hard_block_refuses_dose_and_changes_nothing_CA_03(
+    op_patient: tuple[Any, Any], give: Any, calcium: Any
+) -> None:
     patient, course = op_patient
     with time_machine.travel(at("2026-07-10", 9), tick=False):
         calcium(patient, "2026-07-09", value="2.00", albumin="40")
@@ -202,8 +203,14 @@ def test_overridable_block_needs_reason_and_is_audited_VITD_04(
     with time_machine.travel(at("2026-03-02", 9), tick=False):
         patient = make_patient()
         calcium(patient, "2026-03-01")
-        booklet.lab_add(patient=patient, test="25ohd", value=Decimal("30"), unit="nmol/L",  # 12 ng/mL
-                        drawn_at=at("2026-03-01"), by=nurse)
+        booklet.lab_add(
+            patient=patient,
+            test="25ohd",
+            value=Decimal("30"),
+            unit="nmol/L",  # 12 ng/mL
+            drawn_at=at("2026-03-01"),
+            by=nurse,
+        )
         course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 3, 2), by=nurse)
         with pytest.raises(CarnetError) as err:
             give(patient, course, "2026-03-02")
@@ -243,7 +250,9 @@ def _queries(fn: Any) -> int:
     return len(ctx.captured_queries)
 
 
-def _fact_change_query_counts(make_patient: Any, nurse: Any, give: Any, calcium: Any, history_doses: int) -> dict[str, int]:
+def _fact_change_query_counts(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any, history_doses: int
+) -> dict[str, int]:
     with time_machine.travel(at("2020-01-06", 9), tick=False):
         patient = make_patient(first_name=f"H{history_doses}")
         course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2020, 1, 6), by=nurse)

@@ -45,7 +45,9 @@ def test_preview_api_returns_the_fixed_shape_and_stores_nothing(staff_client: AP
     assert injection["rule"] == "OP-01"
     rebound = next(f for f in body["flags"] if f["code"] == "REBOUND_RISK")
     assert rebound["rule"] == "OP-05" and rebound["severity"] == "W"
-    assert {"corrected_calcium_mmol_l", "calcium_status", "vitd_ng_ml", "vitd_class", "crcl_ml_min"} <= set(body["labs"])
+    assert {"corrected_calcium_mmol_l", "calcium_status", "vitd_ng_ml", "vitd_class", "crcl_ml_min"} <= set(
+        body["labs"]
+    )
     assert PlanItem.objects.count() == 0
 
 
@@ -69,7 +71,9 @@ def test_preview_messages_follow_accept_language(staff_client: APIClient) -> Non
         ({"doses": [{"protocol": "denosumab_op_60mg_q6m", "given_at": "2025-12-01"}]}, "doses[0].given_at"),
     ],
 )
-def test_preview_bad_input_is_a_400_naming_the_field(staff_client: APIClient, patch: dict[str, Any], field: str) -> None:
+def test_preview_bad_input_is_a_400_naming_the_field(
+    staff_client: APIClient, patch: dict[str, Any], field: str
+) -> None:
     response = staff_client.post("/api/v1/plan/preview", {**EXAMPLE, **patch}, format="json")
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
@@ -96,8 +100,13 @@ def test_preview_malformed_json_is_a_400(staff_client: APIClient) -> None:
 
 def _manage(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, input=stdin, capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

@@ -24,7 +24,7 @@ def client_ip(request: HttpRequest) -> str:
     proxies = int(getattr(settings, "CARNET_TRUSTED_PROXIES", 0))
     forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
     if proxies and len(forwarded) >= proxies:
-        return forwarded[-proxies]
+        return str(forwarded[-proxies])
     return str(request.META.get("REMOTE_ADDR", ""))
 
 
@@ -84,9 +84,13 @@ class ThrottledLoginView(auth_views.LoginView):
         language = cast(User, form.get_user()).language
         if language in dict(settings.LANGUAGES):
             response.set_cookie(
-                settings.LANGUAGE_COOKIE_NAME, language, max_age=settings.LANGUAGE_COOKIE_AGE,
-                path=settings.LANGUAGE_COOKIE_PATH, samesite="Lax",
-                secure=settings.LANGUAGE_COOKIE_SECURE, httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+                settings.LANGUAGE_COOKIE_NAME,
+                language,
+                max_age=settings.LANGUAGE_COOKIE_AGE,
+                path=settings.LANGUAGE_COOKIE_PATH,
+                samesite="Lax",
+                secure=settings.LANGUAGE_COOKIE_SECURE,
+                httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
             )
         return response
 
@@ -115,10 +119,9 @@ def language_switch(request: HttpRequest) -> HttpResponse:
     response = set_language(request)
     language = request.POST.get("language", "")
     user = request.user
-    if user.is_authenticated and language in dict(settings.LANGUAGES) and isinstance(user, User):
-        if user.language != language:
-            user.language = language
-            user.save(update_fields=["language"])
+    if isinstance(user, User) and language in dict(settings.LANGUAGES) and user.language != language:
+        user.language = language
+        user.save(update_fields=["language"])
     if not isinstance(response, HttpResponseRedirect) and response.status_code == 204:
         return redirect("/")
     return response

@@ -51,13 +51,12 @@ def nurse_slots(*, nurse: User | None, day: date, scope: Scope, exclude_pk: int 
     busy: list[Appointment] = []
     if nurse is not None:
         start, end = selectors.day_bounds(day, day, scope.tz)
-        busy = list(
-            Appointment.objects.filter(
-                nurse=nurse, status=Appointment.Status.BOOKED, starts_at__lt=end, ends_at__gt=start
-            )
-            .exclude(pk=exclude_pk)
-            .select_related("patient")
-        )
+        rows = Appointment.objects.filter(
+            nurse=nurse, status=Appointment.Status.BOOKED, starts_at__lt=end, ends_at__gt=start
+        ).select_related("patient")
+        if exclude_pk is not None:
+            rows = rows.exclude(pk=exclude_pk)
+        busy = list(rows)
     now = timezone.now()
     out = []
     for at in slot_times():
@@ -65,8 +64,11 @@ def nurse_slots(*, nurse: User | None, day: date, scope: Scope, exclude_pk: int 
         ends = begins + timedelta(minutes=30)
         clash = next((a for a in busy if a.starts_at < ends and a.ends_at > begins), None)
         if clash is not None:
-            who = f"{clash.patient.last_name.upper()} {clash.patient.first_name}" if clash.patient.care_team_id in \
-                scope.team_ids else _("another team")
+            who = (
+                f"{clash.patient.last_name.upper()} {clash.patient.first_name}"
+                if clash.patient.care_team_id in scope.team_ids
+                else _("another team")
+            )
             out.append(Slot(at, False, _("taken: %(who)s") % {"who": who}))
         elif ends <= now:
             out.append(Slot(at, False, _("past")))
@@ -155,8 +157,9 @@ def _default_day(item: PlanItem, today: date) -> date:
 @staff_view
 def book_view(request: HttpRequest, item_id: UUID) -> HttpResponse:
     scope = scope_of(request)
-    item = get_scoped(PlanItem.objects.select_related("patient", "course"), "patient__care_team_id", scope,
-                      public_id=item_id)
+    item = get_scoped(
+        PlanItem.objects.select_related("patient", "course"), "patient__care_team_id", scope, public_id=item_id
+    )
     existing = Appointment.objects.filter(plan_item=item, status=Appointment.Status.BOOKED).first()
     if existing is not None:
         messages.info(request, _("This item is already booked; move the appointment instead."))
@@ -173,7 +176,11 @@ def book_view(request: HttpRequest, item_id: UUID) -> HttpResponse:
             starts_at = local_instant(day, form.cleaned_data["slot"], scope)
             try:
                 appt = appointment_book(
-                    plan_item=item, starts_at=starts_at, ends_at=starts_at + form.length, nurse=nurse, by=user,
+                    plan_item=item,
+                    starts_at=starts_at,
+                    ends_at=starts_at + form.length,
+                    nurse=nurse,
+                    by=user,
                     out_of_window_reason=form.cleaned_data["out_of_window_reason"],
                 )
             except CarnetError as exc:
@@ -184,8 +191,10 @@ def book_view(request: HttpRequest, item_id: UUID) -> HttpResponse:
             else:
                 messages.success(
                     request,
-                    _("Booked %(patient)s on %(when)s.") % {
-                        "patient": str(item.patient), "when": date_format(timezone.localtime(appt.starts_at), "l j F H:i")
+                    _("Booked %(patient)s on %(when)s.")
+                    % {
+                        "patient": str(item.patient),
+                        "when": date_format(timezone.localtime(appt.starts_at), "l j F H:i"),
                     },
                 )
                 return redirect(calendar_url("day", day, f"appt-{appt.public_id}"))
@@ -205,6 +214,7 @@ def book_view(request: HttpRequest, item_id: UUID) -> HttpResponse:
             "form": form,
             "day": day,
             "nurse": nurse,
+            "nurses": nurses,
             "slots": nurse_slots(nurse=nurse, day=day, scope=scope),
             "selected_slot": request.POST.get("slot", ""),
             "window_first": first,
@@ -225,19 +235,29 @@ def _appointment(request: HttpRequest, appointment_id: UUID) -> Appointment:
 
 
 def _appointment_page(
-    request: HttpRequest, appt: Appointment, *, move_form: SlotForm | None = None,
-    cancel_form: CancelForm | None = None, conflict: str = "", status: int = 200,
+    request: HttpRequest,
+    appt: Appointment,
+    *,
+    move_form: SlotForm | None = None,
+    cancel_form: CancelForm | None = None,
+    conflict: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     scope = scope_of(request)
     local = timezone.localtime(appt.starts_at, scope.tz)
     length = int((appt.ends_at - appt.starts_at).total_seconds() // 60)
     if move_form is None:
-        move_form = SlotForm(initial={"day": parse_day(request.GET.get("day"), local.date()),
-                                      "slot": local.time(), "duration": length if length in (15, 30, 45, 60) else 30})
+        move_form = SlotForm(
+            initial={
+                "day": parse_day(request.GET.get("day"), local.date()),
+                "slot": local.time(),
+                "duration": length if length in (15, 30, 45, 60) else 30,
+            }
+        )
     day = move_form.cleaned_data.get("day") if move_form.is_bound and hasattr(move_form, "cleaned_data") else None
     day = day or parse_day(request.POST.get("day") or request.GET.get("day"), local.date())
     window = item_window(appt.plan_item) if appt.plan_item else None
-    history = list(appt.history.select_related("history_user").order_by("-history_date")[:10])  # type: ignore[attr-defined]
+    history = list(appt.history.select_related("history_user").order_by("-history_date")[:10])
     return render(
         request,
         "web/appointment.html",
@@ -274,7 +294,10 @@ def appointment_move_view(request: HttpRequest, appointment_id: UUID) -> HttpRes
         starts_at = local_instant(form.cleaned_data["day"], form.cleaned_data["slot"], scope)
         try:
             moved = appointment_move(
-                appointment=appt, starts_at=starts_at, ends_at=starts_at + form.length, by=scope.user,
+                appointment=appt,
+                starts_at=starts_at,
+                ends_at=starts_at + form.length,
+                by=scope.user,
                 out_of_window_reason=form.cleaned_data["out_of_window_reason"],
             )
         except CarnetError as exc:
@@ -283,8 +306,11 @@ def appointment_move_view(request: HttpRequest, appointment_id: UUID) -> HttpRes
             alias = "out_of_window_reason" if exc.code == "out_of_window" else "slot"
             apply_error(form, exc, {"starts_at": alias, "ends_at": "duration"})
         else:
-            messages.success(request, _("Appointment moved to %(when)s.") % {
-                "when": date_format(timezone.localtime(moved.starts_at, scope.tz), "l j F H:i")})
+            messages.success(
+                request,
+                _("Appointment moved to %(when)s.")
+                % {"when": date_format(timezone.localtime(moved.starts_at, scope.tz), "l j F H:i")},
+            )
             return redirect(calendar_url("day", form.cleaned_data["day"], f"appt-{moved.public_id}"))
     return _appointment_page(request, appt, move_form=form, conflict=conflict, status=400)
 

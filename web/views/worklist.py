@@ -35,13 +35,20 @@ AUDIENCES = {
 def told(escalation: Escalation) -> list[dict[str, Any]]:
     """Who was told about this level: each outbox message (recipient, channel, state)."""
     out = []
-    for message in escalation.outbox.all():  # type: ignore[attr-defined]  # reverse FK from notifications
+    for message in escalation.outbox.all():
         if message.recipient_user is not None:
             who = message.recipient_user.get_full_name() or message.recipient_user.email
         else:
             who = str(AUDIENCES["patient"])
-        out.append({"who": who, "channel": message.channel, "state": message.get_state_display(),
-                    "sent_at": message.sent_at, "send_at": message.send_at})
+        out.append(
+            {
+                "who": who,
+                "channel": message.channel,
+                "state": message.get_state_display(),
+                "sent_at": message.sent_at,
+                "send_at": message.send_at,
+            }
+        )
     return out
 
 
@@ -53,7 +60,7 @@ def worklist_view(request: HttpRequest) -> HttpResponse:
     booked = selectors.booked_appointments([i.pk for i in items])
     rows = []
     for rank, item in enumerate(items, start=1):
-        escalations = list(item.escalations.all())  # type: ignore[attr-defined]  # prefetched
+        escalations = list(item.escalations.all())
         rows.append(
             {
                 "rank": rank,
@@ -70,7 +77,7 @@ def worklist_view(request: HttpRequest) -> HttpResponse:
                     for e in escalations
                 ],
                 "open_unacknowledged": [e for e in escalations if e.acknowledged_at is None and e.resolved_at is None],
-                "outcomes": list(item.worklist_outcomes.all())[:3],  # type: ignore[attr-defined]  # prefetched
+                "outcomes": list(item.worklist_outcomes.all())[:3],
                 "appointment": booked.get(item.pk),
             }
         )
@@ -90,8 +97,9 @@ def worklist_view(request: HttpRequest) -> HttpResponse:
 @staff_view
 def acknowledge_view(request: HttpRequest, escalation_id: UUID) -> HttpResponse:
     scope = scope_of(request)
-    escalation = get_scoped(Escalation.objects.select_related("plan_item"), "patient__care_team_id", scope,
-                            public_id=escalation_id)
+    escalation = get_scoped(
+        Escalation.objects.select_related("plan_item"), "patient__care_team_id", scope, public_id=escalation_id
+    )
     try:
         escalation_acknowledge(escalation=escalation, by=scope.user)
     except CarnetError as exc:

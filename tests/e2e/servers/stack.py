@@ -7,6 +7,7 @@ worker (xdist), flushed first, so parallel runs never consume each other's tasks
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -71,9 +72,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(  # noqa: S603 — a fixed command
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -108,31 +121,66 @@ class Stack:
             **env,
         }
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.killed: set[int] = set()
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}.log").open("wb")
         proc = subprocess.Popen(  # noqa: S603 — our own celery, fixed arguments
             [sys.executable, "-m", "celery", "-A", "backend", *args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append(proc)
         return proc
 
     def worker(self, name: str, concurrency: int = 4) -> subprocess.Popen[bytes]:
-        return self._spawn(name, ["worker", "-l", "WARNING", "-c", str(concurrency), "-P", "prefork",
-                                  "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        return self._spawn(
+            name,
+            [
+                "worker",
+                "-l",
+                "WARNING",
+                "-c",
+                str(concurrency),
+                "-P",
+                "prefork",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+        )
 
     def beat(self, name: str) -> subprocess.Popen[bytes]:
-        return self._spawn(name, ["beat", "-l", "WARNING", "-s", str(self.tmp / f"{name}-schedule"),
-                                  "--pidfile", str(self.tmp / f"{name}.pid")])
+        return self._spawn(
+            name,
+            [
+                "beat",
+                "-l",
+                "WARNING",
+                "-s",
+                str(self.tmp / f"{name}-schedule"),
+                "--pidfile",
+                str(self.tmp / f"{name}.pid"),
+            ],
+        )
 
-    @staticmethod
-    def kill9(proc: subprocess.Popen[bytes]) -> None:
+    def alive(self) -> bool:
+        """True while every process not killed on purpose runs; else fail with their logs."""
+        for proc in self.procs:
+            if proc.poll() is not None and proc.pid not in self.killed:
+                raise RuntimeError(f"a celery process exited with {proc.returncode}:\n{self.logs()}")
+        return True
+
+    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
         """kill -9 the whole process group: the worker and its pool children, mid-task."""
-        try:
+        self.killed.add(proc.pid)
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(10)
 
     def stop(self) -> None:

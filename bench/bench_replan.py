@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Re-planning everyone from their facts: patients per second on one core.
+
+    python bench/bench_replan.py --sample 20000 --runs 3
+
+One process (one core) re-plans a sample of patients with ``scheduling.services.plans_rebuild``,
+the production path of the nightly pass and of a rules change: read the facts (``plan_inputs``),
+run the pure rules, diff against the stored plan, write what changed, sync escalations and the
+outbox. The first pass over patients without a plan builds it (reported apart); the timed runs
+re-plan with unchanged facts, which is what "re-plan everyone" mostly is. The breakdown times the
+pure engine alone over the same facts (the reference: what the rules cost without the database).
+Target: at least 2,000 patients/s per core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Figure, median, report, repeat, scale_counts, setup_django, timed
+
+TARGET = 2000.0
+
+
+def sample_ids(count: int) -> list[int]:
+    from patients.models import Patient
+
+    return list(Patient.objects.order_by("pk").values_list("pk", flat=True)[:count])
+
+
+def engine_only(ids: list[int]) -> tuple[float, float]:
+    """(seconds for plan_inputs, seconds for compute_plan) over ``ids``, in batches of 500."""
+    from django.utils import timezone
+
+    from patients.models import Patient
+    from scheduling import selectors
+    from scheduling.rules import engine
+    from scheduling.services import patient_today
+
+    config = selectors.rules_config()
+    read = compute = 0.0
+    now = timezone.now()
+    for start in range(0, len(ids), 500):
+        patients = list(Patient.objects.filter(pk__in=ids[start : start + 500]))
+        today = {p.pk: patient_today(p, now) for p in patients}
+        seconds, inputs = timed(lambda p=patients, t=today: selectors.plan_inputs(p, today_by_patient=t))
+        read += seconds
+        seconds, _ = timed(
+            lambda p=patients, t=today, i=inputs: [
+                engine.compute_plan(i[x.pk], today=t[x.pk], config=config) for x in p
+            ]
+        )
+        compute += seconds
+    return read, compute
+
+
+def run(*, sample: int, runs: int, command: str = "") -> list[Figure]:
+    from scheduling.services import plans_rebuild
+
+    ids = sample_ids(sample)
+    if not ids:
+        raise SystemExit("no patients: load some first (bench/load.py)")
+    first, _ = timed(lambda: plans_rebuild(patient_ids=ids))  # builds any missing plan; warms caches
+    times = repeat(lambda: plans_rebuild(patient_ids=ids), runs=runs, warmup=0)
+    rate = len(ids) / median(times)
+    read, compute = engine_only(ids)
+    engine_rate = len(ids) / compute
+    scale = f"{len(ids):,} of {scale_counts()['patients']:,} patients"
+    return [
+        Figure(
+            bench="replan",
+            name="re-plan, unchanged facts",
+            unit="patients/s",
+            median=rate,
+            target=f"≥ {TARGET:,.0f} patients/s per core",
+            met=rate >= TARGET,
+            runs=runs,
+            reference="pure engine alone (compute_plan)",
+            reference_median=engine_rate,
+            ratio=rate / engine_rate,
+            scale=scale,
+            command=command,
+            extra={
+                "first_pass_patients_per_s": len(ids) / first,
+                "plan_inputs_ms_per_patient": 1000 * read / len(ids),
+                "compute_plan_ms_per_patient": 1000 * compute / len(ids),
+                "run_seconds": times,
+            },
+        ),
+        Figure(
+            bench="replan",
+            name="pure engine (compute_plan)",
+            unit="patients/s",
+            median=engine_rate,
+            target="— (breakdown)",
+            met=True,
+            runs=1,
+            scale=scale,
+            command=command,
+            extra={"ms_per_plan": 1000 * compute / len(ids), "plan_inputs_ms_per_patient": 1000 * read / len(ids)},
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    setup_django()
+    figures = run(sample=args.sample, runs=args.runs,
+                  command=f"python bench/bench_replan.py --sample {args.sample} --runs {args.runs}")
+    report("replan", figures, scale=scale_counts())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
