@@ -148,10 +148,12 @@ class Figure:
         parts.append(f"target {self.target} → {'met' if self.met else 'NOT met'}")
         if self.reference:
             parts.append(f"reference {self.reference} {fmt(self.reference_median)} {self.unit}")
-        if self.ratio is not None:
+        if self.ratio is not None and self.ratio_target:
             parts.append(
                 f"ratio {self.ratio:.2f} (target {self.ratio_target} → {'met' if self.ratio_met else 'NOT met'})"
             )
+        elif self.ratio is not None:
+            parts.append(f"ratio {self.ratio:.2f}")
         if self.scale:
             parts.append(f"at {self.scale}")
         return "; ".join(parts)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backend.errors import CarnetError
@@ -226,6 +227,22 @@ def _protocol_offsets() -> dict[str, tuple[int, ...]]:
     return {pid: p.notification_offsets for pid, p in protocols(rules_config()).items()}
 
 
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A message the plan calls for; the model instance is built only if the row must be created.
+
+    Re-planning with unchanged facts wants thousands of rows that already exist: building an
+    ``OutboxMessage`` for each was most of the cost of a re-plan (bench/bench_replan.py).
+    """
+
+    send_at: datetime
+    language: str
+    fields: dict[str, Any]
+
+    def build(self) -> OutboxMessage:
+        return OutboxMessage(**self.fields)
+
+
 def _row(
     *,
     key: str,
@@ -240,35 +257,39 @@ def _row(
     escalation: Escalation | None = None,
     repeat: int = 0,
     context: dict[str, Any] | None = None,
-) -> OutboxMessage:
-    return OutboxMessage(
-        key=key,
-        kind=kind,
-        channel=dest.channel,
-        state=OutboxState.PENDING,
-        patient_id=patient_id,
-        recipient_user_id=recipient_user_id,
-        device_id=dest.device_id,
-        plan_item=plan_item,
-        item_version=plan_item.version if plan_item is not None else None,
-        offset_days=offset,
-        escalation=escalation,
-        repeat=repeat,
-        language=language,
-        context=context or {},
+) -> _Wanted:
+    return _Wanted(
         send_at=send_at,
-        next_attempt_at=send_at,
+        language=language,
+        fields={
+            "key": key,
+            "kind": kind,
+            "channel": dest.channel,
+            "state": OutboxState.PENDING,
+            "patient_id": patient_id,
+            "recipient_user_id": recipient_user_id,
+            "device_id": dest.device_id,
+            "plan_item": plan_item,
+            "item_version": plan_item.version if plan_item is not None else None,
+            "offset_days": offset,
+            "escalation": escalation,
+            "repeat": repeat,
+            "language": language,
+            "context": context or {},
+            "send_at": send_at,
+            "next_attempt_at": send_at,
+        },
     )
 
 
-def _desired(ctx: _Context, now: datetime) -> tuple[dict[str, OutboxMessage], set[str]]:
+def _desired(ctx: _Context, now: datetime) -> tuple[dict[str, _Wanted], set[str]]:
     """Every message the plan calls for, by key, and the keys that may still be created.
 
     Past offsets stay in the desired set (so a pending row for them is not cancelled) but are
     not created: a "14 days before" reminder is pointless 9 days before.
     """
     offsets_by_protocol = _protocol_offsets()
-    desired: dict[str, OutboxMessage] = {}
+    desired: dict[str, _Wanted] = {}
     creatable: set[str] = set()
     for pid, patient in ctx.patients.items():
         reach = _reach(ctx.prefs.get(pid), tz=patient.timezone, language=patient.language)
@@ -319,7 +340,7 @@ def _escalation_rows(
     audience: str,
     latest_level: dict[int, str],
     now: datetime,
-    desired: dict[str, OutboxMessage],
+    desired: dict[str, _Wanted],
     creatable: set[str],
 ) -> None:
     context = {"level": esc.level, "severity": esc.severity}
@@ -404,15 +425,18 @@ def outbox_sync(
                 patient_id__in=ids,
                 state=OutboxState.PENDING,
                 kind__in=[MessageKind.REMINDER, MessageKind.ESCALATION],
-            ).only("pk", "key", "state", "send_at", "next_attempt_at", "attempts", "language")
+            ).values_list("pk", "key", "send_at", "attempts", "language", named=True)
         }
+        # Rows already written, whatever their state. A creatable reminder is for today or later, so
+        # its row (if any) is due from yesterday on; an escalation row belongs to an open escalation.
+        # One query, however long the patients' history; the unique key backs it up.
         existing: set[str] = set(pending)
-        wanted = [k for k in creatable if k not in pending]
-        for start in range(0, len(wanted), 900):
-            existing.update(
-                OutboxMessage.objects.filter(key__in=wanted[start : start + 900]).values_list("key", flat=True)
-            )
-        to_create = [desired[k] for k in creatable if k not in existing]
+        existing.update(
+            OutboxMessage.objects.filter(patient_id__in=ids)
+            .filter(Q(send_at__gte=moment - timedelta(days=2)) | Q(escalation_id__in=[e.pk for e in ctx.escalations]))
+            .values_list("key", flat=True)
+        )
+        to_create = [desired[k].build() for k in creatable if k not in existing]
         if to_create:
             out.created = create_rows(to_create, reason="planned")
         stale = [row for key, row in pending.items() if key not in desired]
@@ -425,10 +449,15 @@ def outbox_sync(
             if want is None or row.attempts:
                 continue
             if row.send_at != want.send_at or row.language != want.language:
-                row.send_at = row.next_attempt_at = want.send_at
-                row.language = want.language
-                row.updated_at = moment
-                retime.append(row)
+                retime.append(
+                    OutboxMessage(
+                        pk=row.pk,
+                        send_at=want.send_at,
+                        next_attempt_at=want.send_at,
+                        language=want.language,
+                        updated_at=moment,
+                    )
+                )
         if retime:
             OutboxMessage.objects.bulk_update(
                 retime, ["send_at", "next_attempt_at", "language", "updated_at"], batch_size=500

@@ -91,7 +91,21 @@ PATIENT_FIELDS = frozenset(
 )
 # Facts that change what the rules compute (birth date: age ≥ 75; dialysis, weight: renal rules).
 PLANNING_FIELDS = frozenset(
-    {"birth_date", "timezone", "weight_kg", "dialysis", "risk_factors", "predispositions", "sex"}
+    {
+        "birth_date",
+        "timezone",
+        "weight_kg",
+        "dialysis",
+        "risk_factors",
+        "predispositions",
+        "sex",
+        # Not clinical, but they decide which reminders exist and where they go (the outbox).
+        "consent_email",
+        "consent_push",
+        "consent_sms",
+        "email",
+        "language",
+    }
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -34,7 +35,8 @@ def _f(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]  # Decimal | float | int
 
 
-def _course_fact(course: TreatmentCourse) -> rf.Course:
+def _course_fact(course: Any) -> rf.Course:
+    """A course row (model instance or named row with pk, protocol, dates, consolidation, response)."""
     stop = None
     if course.stop_date is not None:
         stop = rf.Stop(date=course.stop_date, consolidation=course.consolidation or None)
@@ -56,7 +58,7 @@ PRODUCT_PROTOCOL_FALLBACK = {
 }
 
 
-def _dose_protocol(dose: DoseRecord, course_protocols: dict[int, str]) -> str:
+def _dose_protocol(dose: Any, course_protocols: dict[int, str]) -> str:
     if dose.course_id is not None:
         return course_protocols[dose.course_id]
     if dose.product == "cholecalciferol":
@@ -68,17 +70,24 @@ def _dose_protocol(dose: DoseRecord, course_protocols: dict[int, str]) -> str:
 
 def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date]) -> dict[int, rf.PlanInput]:
     """The facts of ``patients`` as ``PlanInput`` values, in six queries whatever the history."""
+    # Plain named rows, not model instances: building ~30 instances per patient cost more than
+    # the rules themselves (bench/bench_replan.py).
     ids = [p.pk for p in patients]
-    courses: dict[int, list[TreatmentCourse]] = defaultdict(list)
+    courses: dict[int, list[Any]] = defaultdict(list)
     course_protocols: dict[int, str] = {}
-    for course in TreatmentCourse.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by("start_date"):
+    for course in (
+        TreatmentCourse.objects.filter(patient_id__in=ids, voided_at__isnull=True)
+        .order_by("start_date")
+        .values_list("pk", "patient_id", "protocol", "start_date", "stop_date", "consolidation", "response",
+                     named=True)
+    ):
         courses[course.patient_id].append(course)
         course_protocols[course.pk] = course.protocol
     doses: dict[int, list[rf.Dose]] = defaultdict(list)
     for dose in (
         DoseRecord.objects.filter(patient_id__in=ids, voided_at__isnull=True)
-        .only("pk", "patient_id", "course_id", "product", "dose_value", "given_on")
         .order_by("given_on")
+        .values_list("pk", "patient_id", "course_id", "product", "dose_value", "given_on", named=True)
     ):
         doses[dose.patient_id].append(
             rf.Dose(
@@ -93,8 +102,9 @@ def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date
     crcl: dict[int, tuple[date, float]] = {}
     for lab in (
         LabResult.objects.filter(patient_id__in=ids, voided_at__isnull=True)
-        .only("patient_id", "test", "value", "unit", "albumin_g_l", "drawn_on", "reference_low", "reference_high")
         .order_by("drawn_on", "pk")
+        .values_list("patient_id", "test", "value", "unit", "albumin_g_l", "drawn_on", "reference_low",
+                     "reference_high", named=True)
     ):
         labs[lab.patient_id].append(
             rf.Lab(
@@ -123,7 +133,11 @@ def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date
     ):
         dental[event.patient_id].append(rf.DentalEvent(event=event.event, date=event.date))
     comeds: dict[int, list[rf.Comedication]] = defaultdict(list)
-    for comed in Comedication.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by("start_date"):
+    for comed in (
+        Comedication.objects.filter(patient_id__in=ids, voided_at__isnull=True)
+        .order_by("start_date")
+        .values_list("patient_id", "name", "drug_class", "mg_per_day", "start_date", "stop_date", named=True)
+    ):
         comeds[comed.patient_id].append(
             rf.Comedication(
                 name=comed.name,

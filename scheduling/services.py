@@ -282,7 +282,15 @@ def escalation_acknowledge(*, escalation: Escalation, by: User) -> Escalation:
         locked.acknowledged_by = by
         locked._history_user = by  # type: ignore[attr-defined]  # read by simple-history
         locked.save(update_fields=["acknowledged_at", "acknowledged_by"])
+    _escalation_messages_stop(locked)
     return locked
+
+
+def _escalation_messages_stop(escalation: Escalation) -> None:
+    from notifications.services import escalation_messages_stop
+
+    # Acknowledged: the level's repeats to staff stop. Resolved: all its pending messages stop.
+    escalation_messages_stop(escalation=escalation)
 
 
 @transaction.atomic
@@ -296,6 +304,7 @@ def escalation_resolve(*, escalation: Escalation, by: User, resolution: str) -> 
             locked.acknowledged_by = by
         locked._history_user = by  # type: ignore[attr-defined]  # read by simple-history
         locked.save(update_fields=["resolved_at", "resolution", "acknowledged_at", "acknowledged_by"])
+    _escalation_messages_stop(locked)
     return locked
 
 

@@ -57,14 +57,14 @@ def adherence_chart(cells: Sequence[MonthCell], protocol_labels: dict[str, str])
             cell = next((c for c in cells if c.month == month and c.protocol == protocol), None)
             if cell is None or not cell.counted or cell.percent is None:
                 continue
-            h = plot_h * cell.percent / 100
+            h = max(plot_h * cell.percent / 100, 3)  # a 0 % month stays visible
             chart.bars.append(
                 Bar(
                     x=round(x0 + j * bar_w, 1),
                     y=round(TOP + plot_h - h, 1),
                     width=round(max(bar_w - 2, 1), 1),
-                    height=round(max(h, 1), 1),
-                    css=PROTOCOL_CLASS[protocol],
+                    height=round(h, 1),
+                    css=PROTOCOL_CLASS[protocol] + (" bar-zero" if cell.percent == 0 else ""),
                     title=f"{date_format(month, 'F Y')} — {protocol_labels.get(protocol, protocol)}: "
                     f"{cell.percent} % ({cell.inside}/{cell.counted})",
                 )

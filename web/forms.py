@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from backend.errors import CarnetError
@@ -39,13 +40,16 @@ class DateTimeLocalInput(forms.DateTimeInput):
 
 
 def apply_error(form: forms.Form, exc: CarnetError, aliases: dict[str, str] | None = None) -> None:
-    """Put a service error on the form field it names (or on the form when it names none)."""
+    """Put a service error on the form field it names (or on the form when it names none).
+
+    The services speak English; a message that is in this app's catalogue is shown translated.
+    """
     errors: dict[str, list[str]] = getattr(exc, "errors", None) or {exc.field or "__all__": [exc.message]}
     for field, messages in errors.items():
         name = (aliases or {}).get(field, field)
         target = name if name in form.fields else None
         for message in messages:
-            form.add_error(target, message)
+            form.add_error(target, gettext(str(message)))
 
 
 class LoginForm(AuthenticationForm):

@@ -196,20 +196,24 @@ def worklist(*, team_id: int) -> QuerySet[PlanItem]:
     from web.models import WorklistOutcome
 
     # The shared selector prefetches escalations alone; here they come with their outbox rows too.
-    return worklist_items(team_ids=[team_id]).prefetch_related(None).prefetch_related(
-        Prefetch(
-            "escalations",
-            queryset=Escalation.objects.select_related("acknowledged_by")
-            .prefetch_related(
-                Prefetch(
-                    "outbox",
-                    queryset=OutboxMessage.objects.select_related("recipient_user").order_by("send_at", "pk"),
+    return (
+        worklist_items(team_ids=[team_id])
+        .prefetch_related(None)
+        .prefetch_related(
+            Prefetch(
+                "escalations",
+                queryset=Escalation.objects.select_related("acknowledged_by")
+                .prefetch_related(
+                    Prefetch(
+                        "outbox",
+                        queryset=OutboxMessage.objects.select_related("recipient_user").order_by("send_at", "pk"),
+                    )
                 )
-            )
-            .order_by("level"),
-        ),
-        Prefetch(
-            "worklist_outcomes",
-            queryset=WorklistOutcome.objects.select_related("recorded_by"),
-        ),
+                .order_by("level"),
+            ),
+            Prefetch(
+                "worklist_outcomes",
+                queryset=WorklistOutcome.objects.select_related("recorded_by"),
+            ),
+        )
     )

@@ -22,7 +22,7 @@ from scheduling.rules.calendar import add_months
 from web.adherence import DoseWindow
 
 WIDTH = 1000
-LEFT = 120
+LEFT = 165
 RIGHT = 16
 TOP = 28.0
 LANE_GAP = 14.0
@@ -266,8 +266,11 @@ def build(
     if events:
         lane_h = 30.0
         t.lanes.append(Lane(_("Dental"), y, lane_h))
-        for e in events:
-            x = sc.x(e.date)
+        seen: dict[date, int] = {}
+        for e in sorted(events, key=lambda e: (e.date, e.pk or 0)):
+            # Events on the same day sit side by side rather than on top of each other.
+            x = sc.x(e.date) + 24 * seen.get(e.date, 0)
+            seen[e.date] = seen.get(e.date, 0) + 1
             t.shapes.append(
                 Shape(
                     "rect",

@@ -77,6 +77,24 @@ def nurse_slots(*, nurse: User | None, day: date, scope: Scope, exclude_pk: int 
     return out
 
 
+def slot_error(form: SlotForm, exc: CarnetError, item: PlanItem | None, day: date) -> str:
+    """Put a booking error on its field; return the conflict to show above the form, if any."""
+    if exc.code == "out_of_window" and item is not None:
+        first, last = item_window(item)
+        form.add_error(
+            "out_of_window_reason",
+            _("%(day)s is outside the due window (%(first)s to %(last)s): give a reason to book it.")
+            % {
+                "day": date_format(day, "l j F"),
+                "first": date_format(first, "j F"),
+                "last": date_format(last, "j F Y"),
+            },
+        )
+        return ""
+    apply_error(form, exc, {"starts_at": "slot", "ends_at": "duration"})
+    return exc.message if isinstance(exc, Conflict) else ""
+
+
 @staff_view
 def calendar_view(request: HttpRequest) -> HttpResponse:
     scope = scope_of(request)
@@ -184,10 +202,7 @@ def book_view(request: HttpRequest, item_id: UUID) -> HttpResponse:
                     out_of_window_reason=form.cleaned_data["out_of_window_reason"],
                 )
             except CarnetError as exc:
-                if isinstance(exc, Conflict):
-                    conflict = exc.message
-                alias = "out_of_window_reason" if exc.code == "out_of_window" else "slot"
-                apply_error(form, exc, {"starts_at": alias, "ends_at": "duration"})
+                conflict = slot_error(form, exc, item, day)
             else:
                 messages.success(
                     request,
@@ -301,10 +316,7 @@ def appointment_move_view(request: HttpRequest, appointment_id: UUID) -> HttpRes
                 out_of_window_reason=form.cleaned_data["out_of_window_reason"],
             )
         except CarnetError as exc:
-            if isinstance(exc, Conflict):
-                conflict = exc.message
-            alias = "out_of_window_reason" if exc.code == "out_of_window" else "slot"
-            apply_error(form, exc, {"starts_at": alias, "ends_at": "duration"})
+            conflict = slot_error(form, exc, appt.plan_item, form.cleaned_data["day"])
         else:
             messages.success(
                 request,
@@ -312,7 +324,7 @@ def appointment_move_view(request: HttpRequest, appointment_id: UUID) -> HttpRes
                 % {"when": date_format(timezone.localtime(moved.starts_at, scope.tz), "l j F H:i")},
             )
             return redirect(calendar_url("day", form.cleaned_data["day"], f"appt-{moved.public_id}"))
-    return _appointment_page(request, appt, move_form=form, conflict=conflict, status=400)
+    return _appointment_page(request, appt, move_form=form, conflict=conflict)
 
 
 @require_POST
@@ -330,4 +342,4 @@ def appointment_cancel_view(request: HttpRequest, appointment_id: UUID) -> HttpR
             messages.success(request, _("Appointment cancelled."))
             local_day = timezone.localtime(appt.starts_at, scope.tz).date()
             return redirect(calendar_url("day", local_day))
-    return _appointment_page(request, appt, cancel_form=form, status=400)
+    return _appointment_page(request, appt, cancel_form=form)

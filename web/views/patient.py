@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -41,6 +42,7 @@ from scheduling.models import OPEN_STATUSES, PlanItem
 from scheduling.rules import engine
 from scheduling.rules import facts as rf
 from scheduling.rules.preview import render as render_plan
+from scheduling.rules.unblock import unblock_hint
 from scheduling.services import patient_today, plan_compute
 from scheduling.worklist import item_blocks
 from web import selectors, timeline
@@ -155,7 +157,10 @@ def dose_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                     override_reason=data["override_reason"],
                 )
             except CarnetError as exc:
-                apply_error(form, exc, {"dose_unit": "product", "route": "product"})
+                if exc.code in ("override_required", "blocked"):
+                    form.add_error("override_reason" if exc.code == "override_required" else None, gate_message(exc))
+                else:
+                    apply_error(form, exc, {"dose_unit": "product", "route": "product"})
             else:
                 messages.success(
                     request,
@@ -166,7 +171,6 @@ def dose_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                     },
                 )
                 return redirect(patient_url(patient, "booklet"))
-        status = 400
     else:
         course = next((c for c in courses if item is not None and c.pk == item.course_id), None)
         course = course or next((c for c in courses if c.protocol != Protocol.VITAMIN_D), None)
@@ -175,8 +179,18 @@ def dose_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
             product, doses = PROTOCOL_PRODUCT[Protocol(course.protocol)]
             initial.update(course=course, product=product.value, dose_value=Decimal(doses[0]) if doses else None)
         form = DoseForm(initial=initial, courses=courses)
-        status = 200
-    return render(request, "web/dose_form.html", {"patient": patient, "form": form, "item": item}, status=status)
+    return render(request, "web/dose_form.html", {"patient": patient, "form": form, "item": item})
+
+
+def gate_message(exc: CarnetError) -> str:
+    """A refused dose (CA-03/05, VITD-04, DENT-01/02, ZOL-03…), explained with what unblocks it."""
+    found = re.search(r"\(([^)]*)\)", exc.message)
+    codes = [c.strip() for c in found.group(1).split(",")] if found else []
+    hints = " ".join(unblock_hint(c, lang()) or c for c in codes)
+    values = {"codes": ", ".join(codes), "hints": hints}
+    if exc.code == "override_required":
+        return _("This dose is blocked (%(codes)s). %(hints)s In an emergency, give an override reason.") % values
+    return _("This dose is blocked (%(codes)s) and the block cannot be overridden. %(hints)s") % values
 
 
 def _uuid(value: str) -> UUID | None:
@@ -200,8 +214,7 @@ def dose_void(request: HttpRequest, patient_id: UUID, dose_id: UUID) -> HttpResp
         else:
             messages.success(request, _("Dose voided."))
             return redirect(patient_url(patient, "booklet"))
-    status = 400 if request.method == "POST" else 200
-    return render(request, "web/void_form.html", {"patient": patient, "dose": dose, "form": form}, status=status)
+    return render(request, "web/void_form.html", {"patient": patient, "dose": dose, "form": form})
 
 
 # --- labs and dental events ------------------------------------------------------------------------
@@ -235,7 +248,6 @@ def lab_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                     _("Lab result added: %(lab)s.") % {"lab": f"{lab.get_test_display()} {lab.value:g} {lab.unit}"},
                 )
                 return redirect(patient_url(patient, "labs"))
-        status = 400
     else:
         form = LabForm(
             initial={
@@ -244,8 +256,7 @@ def lab_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                 "unit": "mmol/L",
             }
         )
-        status = 200
-    return render(request, "web/lab_form.html", {"patient": patient, "form": form}, status=status)
+    return render(request, "web/lab_form.html", {"patient": patient, "form": form})
 
 
 @staff_view
@@ -270,11 +281,9 @@ def dental_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
             else:
                 messages.success(request, _("Dental event added."))
                 return redirect(patient_url(patient, "dental"))
-        status = 400
     else:
         form = DentalForm(initial={"on": team_today(scope_of(request)), "event": DentalEvent.Event.EXAM})
-        status = 200
-    return render(request, "web/dental_form.html", {"patient": patient, "form": form}, status=status)
+    return render(request, "web/dental_form.html", {"patient": patient, "form": form})
 
 
 # --- courses: preview first, then confirm ------------------------------------------------------------
@@ -315,13 +324,15 @@ def course_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     today = patient_today(patient)
     preview = None
     token = ""
-    status = 200
     if request.method == "POST":
         form = CourseStartForm(request.POST)
         if form.is_valid():
             data = form.cleaned_data
             token = preview_token(data)
-            if request.POST.get("action") == "confirm" and request.POST.get("previewed") == token:
+            confirmed = request.POST.get("action") == "confirm"
+            if confirmed and request.POST.get("previewed") != token:
+                messages.warning(request, _("The values changed since the preview: check it, then confirm."))
+            if confirmed and request.POST.get("previewed") == token:
                 try:
                     services.course_start(
                         patient=patient,
@@ -333,7 +344,6 @@ def course_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                     )
                 except CarnetError as exc:
                     apply_error(form, exc)
-                    status = 400
                 else:
                     messages.success(request, _("Course started."))
                     return redirect(patient_url(patient, "plan"))
@@ -347,15 +357,12 @@ def course_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
                 preview = plan_diff(
                     patient, today=today, change=lambda f: dataclasses.replace(f, courses=(*f.courses, new_course))
                 )
-        else:
-            status = 400
     else:
         form = CourseStartForm(initial={"start_date": today, "protocol": Protocol.DENOSUMAB_OP})
     return render(
         request,
         "web/course_form.html",
         {"patient": patient, "form": form, "preview": preview, "token": token, "mode": "start"},
-        status=status,
     )
 
 
@@ -372,7 +379,6 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
     today = patient_today(patient)
     preview = None
     token = ""
-    status = 200
     if course.stop_date is not None:
         messages.info(request, _("This course is already stopped."))
         return redirect(patient_url(patient, "courses"))
@@ -381,7 +387,10 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
         if form.is_valid():
             data = form.cleaned_data
             token = preview_token(data)
-            if request.POST.get("action") == "confirm" and request.POST.get("previewed") == token:
+            confirmed = request.POST.get("action") == "confirm"
+            if confirmed and request.POST.get("previewed") != token:
+                messages.warning(request, _("The values changed since the preview: check it, then confirm."))
+            if confirmed and request.POST.get("previewed") == token:
                 try:
                     services.course_stop(
                         course=course,
@@ -392,7 +401,6 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
                     )
                 except CarnetError as exc:
                     apply_error(form, exc, {"stop_reason": "reason"})
-                    status = 400
                 else:
                     messages.success(request, _("Course stopped."))
                     return redirect(patient_url(patient, "plan"))
@@ -406,8 +414,6 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
                         f, courses=tuple(dataclasses.replace(c, stop=stop) if c.key == key else c for c in f.courses)
                     ),
                 )
-        else:
-            status = 400
     else:
         form = CourseStopForm(initial={"stop_date": today})
     return render(
@@ -422,5 +428,4 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
             "course": course,
             "is_denosumab_op": course.protocol == Protocol.DENOSUMAB_OP,
         },
-        status=status,
     )

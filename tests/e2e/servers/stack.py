@@ -71,7 +71,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(  # noqa: S603 — a fixed command
+        self.proc = subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server",
                 "--port",
@@ -125,7 +125,7 @@ class Stack:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"{name}.log").open("wb")
-        proc = subprocess.Popen(  # noqa: S603 — our own celery, fixed arguments
+        proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "backend", *args],
             cwd=ROOT,
             env=self.env,
