@@ -9,7 +9,7 @@ ours go through gettext (``locale/``). ``errors(400, 404, …)`` documents them 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -27,6 +27,9 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from backend.errors import CarnetError
 
+if TYPE_CHECKING:
+    from patients.models import User
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
@@ -39,7 +42,9 @@ class ProblemSerializer(serializers.Serializer):  # type: ignore[type-arg]  # sc
     detail = serializers.CharField()
     field = serializers.CharField(required=False, allow_null=True)
     code = serializers.CharField(required=False)
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    errors = serializers.DictField(  # type: ignore[assignment]  # the problem's member; this serializer documents only
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
 
 
 def errors(*codes: int) -> dict[Any, Any]:
@@ -47,8 +52,14 @@ def errors(*codes: int) -> dict[Any, Any]:
     return {(code, PROBLEM_CONTENT_TYPE): ProblemSerializer for code in codes}
 
 
-def problem(status_code: int, detail: str, *, field: str | None = None, code: str = "error",
-            errors: dict[str, list[str]] | None = None) -> Response:
+def problem(
+    status_code: int,
+    detail: str,
+    *,
+    field: str | None = None,
+    code: str = "error",
+    errors: dict[str, list[str]] | None = None,
+) -> Response:
     body: dict[str, Any] = {
         "type": f"https://carnet.example/problems/{code}",
         "title": _problem_title(status_code),
@@ -81,8 +92,11 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = "non_field_errors" if key in ("non_field_errors", "__all__") and not prefix else (
-                f"{prefix}.{key}" if prefix else str(key))
+            name = (
+                "non_field_errors"
+                if key in ("non_field_errors", "__all__") and not prefix
+                else (f"{prefix}.{key}" if prefix else str(key))
+            )
             out.update(_flatten(value, name))
     elif isinstance(detail, list):
         if all(not isinstance(v, (dict, list)) for v in detail):
@@ -101,7 +115,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         field_errors = getattr(exc, "errors", None)
         if field_errors:
             field_errors = {name: [_(m) for m in messages] for name, messages in field_errors.items()}
-        return problem(exc.status, _(exc.message), field=exc.field, code=exc.code, errors=field_errors)
+        result = problem(exc.status, _(exc.message), field=exc.field, code=exc.code, errors=field_errors)
+        for header, value in getattr(exc, "headers", {}).items():
+            result[header] = value
+        return result
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
@@ -175,3 +192,13 @@ def api_language(request: Request, default: str | None = None) -> str:
 
 def id_parameter(name: str = "id", description: str = "The object's public UUID.") -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description)
+
+
+def user_of(request: Request) -> User:
+    """The authenticated user of a request that passed an authenticated permission class."""
+    from patients.models import User
+
+    user = request.user
+    if not isinstance(user, User):
+        raise exceptions.NotAuthenticated()
+    return user

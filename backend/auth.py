@@ -20,7 +20,7 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
@@ -44,8 +44,9 @@ class AxesBackend(AxesStandaloneBackend):  # type: ignore[misc]  # axes ships no
     django-axes would refuse those outright. Every HTTP login passes its request and is counted.
     """
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> None:
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> None:
         if request is None:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)  # type: ignore[no-any-return]  # axes untyped
@@ -59,9 +60,7 @@ def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> s
 
 
 def locked_out(request: HttpRequest, email: str) -> bool:
-    return bool(getattr(settings, "AXES_ENABLED", True)) and not AxesProxyHandler.is_allowed(
-        request, {"email": email}
-    )
+    return bool(getattr(settings, "AXES_ENABLED", True)) and not AxesProxyHandler.is_allowed(request, {"email": email})
 
 
 # --- tokens ---------------------------------------------------------------------------------
@@ -80,11 +79,11 @@ class CarnetRefreshToken(RefreshToken):
 class JWTAuthentication(BaseJWTAuthentication):
     """simplejwt's bearer authentication, refusing access tokens of a revoked refresh token."""
 
-    def get_user(self, validated_token: Any) -> User:
+    def get_user(self, validated_token: Any) -> Any:
         sid = validated_token.get(SESSION_CLAIM)
         if not sid or BlacklistedToken.objects.filter(token__jti=sid).exists():
             raise InvalidToken(_("This session was signed out."))
-        return super().get_user(validated_token)  # type: ignore[return-value]  # AuthUser is our User
+        return super().get_user(validated_token)
 
 
 def tokens_issue(user: User) -> dict[str, str]:
@@ -97,12 +96,14 @@ def tokens_rotate(raw_refresh: str) -> dict[str, str]:
     try:
         refresh = CarnetRefreshToken(raw_refresh)  # type: ignore[arg-type]  # str is accepted at runtime
     except TokenError as exc:
-        raise CarnetError(_("This refresh token is invalid, expired or revoked."), field="refresh",
-                          code="token_not_valid") from exc
+        raise CarnetError(
+            _("This refresh token is invalid, expired or revoked."), field="refresh", code="token_not_valid"
+        ) from exc
     user = User.objects.filter(public_id=refresh.get(jwt_settings.USER_ID_CLAIM), is_active=True).first()
     if user is None:
-        raise CarnetError(_("This refresh token is invalid, expired or revoked."), field="refresh",
-                          code="token_not_valid")
+        raise CarnetError(
+            _("This refresh token is invalid, expired or revoked."), field="refresh", code="token_not_valid"
+        )
     refresh.blacklist()
     return tokens_issue(user)
 
@@ -124,3 +125,28 @@ def tokens_revoke_all(user: User) -> int:
     outstanding = list(OutstandingToken.objects.filter(user=user).exclude(blacklistedtoken__isnull=False))
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=t) for t in outstanding], ignore_conflicts=True)
     return len(outstanding)
+
+
+def axes_lockout_response(request: HttpRequest, original_response: Any, credentials: Any) -> HttpResponse:
+    """A locked-out login: problem details (429) on the API, a short text elsewhere."""
+    from axes.helpers import get_cool_off, get_lockout_message
+
+    cool_off = get_cool_off(request)
+    retry_after = str(int(cool_off.total_seconds())) if cool_off else "900"
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(
+            {
+                "type": "https://carnet.example/problems/locked_out",
+                "title": _("Too many requests"),
+                "status": 429,
+                "detail": _("Too many failed logins; try again later."),
+                "field": "email",
+                "code": "locked_out",
+            },
+            status=429,
+            content_type="application/problem+json",
+        )
+    else:
+        response = HttpResponse(get_lockout_message(), status=429, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = retry_after
+    return response

@@ -22,7 +22,6 @@ from backend.auth import locked_out, token_revoke, tokens_issue, tokens_revoke_a
 from backend.errors import CarnetError
 from patients.models import User
 
-
 # --- serializers ----------------------------------------------------------------------------
 
 
@@ -90,7 +89,10 @@ class LockedOut(CarnetError):
     code = "locked_out"
 
     def __init__(self) -> None:
+        from django.conf import settings
+
         super().__init__(_("Too many failed logins; try again later."), field="email")
+        self.headers = {"Retry-After": str(int(settings.AXES_COOLOFF_TIME.total_seconds()))}
 
 
 class _LoginView(APIView):
@@ -101,8 +103,12 @@ class _LoginView(APIView):
 
 
 class TokenObtainView(_LoginView):
-    @extend_schema(operation_id="auth_token_obtain", request=LoginSerializer,
-                   responses={200: TokenPairSerializer, **errors(400, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_token_obtain",
+        request=LoginSerializer,
+        responses={200: TokenPairSerializer, **errors(400, 429)},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         """Log in with email and password; returns an access and a refresh token."""
         body = LoginSerializer(data=request.data)
@@ -112,8 +118,12 @@ class TokenObtainView(_LoginView):
 
 
 class TokenRefreshView(_LoginView):
-    @extend_schema(operation_id="auth_token_refresh", request=RefreshSerializer,
-                   responses={200: TokenPairSerializer, **errors(400, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_token_refresh",
+        request=RefreshSerializer,
+        responses={200: TokenPairSerializer, **errors(400, 429)},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         """Exchange a refresh token (once) for a new access and refresh token."""
         body = RefreshSerializer(data=request.data)
@@ -124,8 +134,12 @@ class TokenRefreshView(_LoginView):
 class LogoutView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="auth_logout", request=RefreshSerializer,
-                   responses={204: None, **errors(400, 401, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_logout",
+        request=RefreshSerializer,
+        responses={204: None, **errors(400, 401, 429)},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         """Revoke this device's refresh token; its access tokens stop working at once."""
         body = RefreshSerializer(data=request.data)
@@ -137,8 +151,12 @@ class LogoutView(APIView):
 class SignOutEverywhereView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="auth_sign_out_everywhere", request=None,
-                   responses={200: SignedOutSerializer, **errors(401, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_sign_out_everywhere",
+        request=None,
+        responses={200: SignedOutSerializer, **errors(401, 429)},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         """Revoke every refresh token of the user (every device), and end this session."""
         count = tokens_revoke_all(request.user)  # type: ignore[arg-type]
@@ -150,8 +168,7 @@ class SignOutEverywhereView(APIView):
 class WhoAmIView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="auth_whoami", responses={200: WhoAmISerializer, **errors(401, 429)},
-                   tags=["auth"])
+    @extend_schema(operation_id="auth_whoami", responses={200: WhoAmISerializer, **errors(401, 429)}, tags=["auth"])
     def get(self, request: Request) -> Response:
         """Who is logged in: role, language and care teams."""
         return Response(WhoAmISerializer(request.user).data)
@@ -170,8 +187,12 @@ class SessionCsrfView(APIView):
 
 @method_decorator(csrf_protect, name="dispatch")
 class SessionLoginView(_LoginView):
-    @extend_schema(operation_id="auth_session_login", request=LoginSerializer,
-                   responses={200: WhoAmISerializer, **errors(400, 403, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_session_login",
+        request=LoginSerializer,
+        responses={200: WhoAmISerializer, **errors(400, 403, 429)},
+        tags=["auth"],
+    )
     def post(self, request: Request) -> Response:
         """Staff pages: log in with the session cookie (CSRF token required)."""
         body = LoginSerializer(data=request.data)
@@ -184,16 +205,16 @@ class SessionLoginView(_LoginView):
 class SessionLogoutView(APIView):
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(operation_id="auth_session_logout", request=None,
-                   responses={204: None, **errors(401, 403, 429)}, tags=["auth"])
+    @extend_schema(
+        operation_id="auth_session_logout", request=None, responses={204: None, **errors(401, 403, 429)}, tags=["auth"]
+    )
     def post(self, request: Request) -> Response:
         """End the browser session (SessionAuthentication enforces CSRF here)."""
         logout(request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-
-class CarnetJWTScheme(SimpleJWTScheme):  # type: ignore[misc]  # drf-spectacular ships no type hints here
+class CarnetJWTScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]  # drf-spectacular's extension base is untyped
     """Documents ``backend.auth.JWTAuthentication`` as the bearer scheme in the schema."""
 
     target_class = "backend.auth.JWTAuthentication"

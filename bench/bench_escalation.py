@@ -26,7 +26,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, median, ratio_of, report, repeat, scale_counts, setup_django
+from bench.common import Figure, median, ratio_of, repeat, report, scale_counts, setup_django
 
 TARGET_SECONDS = 10.0
 LEVELS = ("L1", "L2", "L3", "L4")
@@ -61,8 +61,12 @@ def nightly_find() -> int:
 
     from scheduling import selectors
 
-    return sum(1 for _ in selectors.patients_with_open_items(due_on_or_before=timezone.localdate() + timedelta(days=1))
-               .iterator(chunk_size=20_000))
+    return sum(
+        1
+        for _ in selectors.patients_with_open_items(due_on_or_before=timezone.localdate() + timedelta(days=1)).iterator(
+            chunk_size=20_000
+        )
+    )
 
 
 def raw_count() -> int:

@@ -30,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, median, ratio_of, report, repeat, setup_django
+from bench.common import Figure, median, ratio_of, repeat, report, setup_django
 
 FEED_TARGET_MS = 20.0
 NOT_MODIFIED_TARGET_MS = 2.0
@@ -59,8 +59,13 @@ def ten_year_patient(*, years: int = 10) -> tuple[Any, str]:
     start = today - timedelta(days=365 * years)
     with transaction.atomic():
         patient = Patient.objects.create(
-            care_team=team, first_name="Ical", last_name=f"Ten{years}", birth_date=date(1956, 3, 1), sex="F",
-            language="fr", timezone="Europe/Paris",
+            care_team=team,
+            first_name="Ical",
+            last_name=f"Ten{years}",
+            birth_date=date(1956, 3, 1),
+            sex="F",
+            language="fr",
+            timezone="Europe/Paris",
         )
         course = TreatmentCourse.objects.create(
             patient=patient, protocol=Protocol.DENOSUMAB_ONCO, indication="oncology", start_date=start
@@ -71,25 +76,58 @@ def ten_year_patient(*, years: int = 10) -> tuple[Any, str]:
             days.append(day)
             day += timedelta(days=28)
         now = timezone.now()
-        DoseRecord.objects.bulk_create([
-            DoseRecord(patient=patient, course=course, product=Product.DENOSUMAB, dose_value=Decimal(120),
-                       dose_unit="mg", route=Route.SC, given_at=datetime.combine(d, time(10), tz), given_on=d,
-                       injection_site="abdomen", lot_number="DMB12345A")
-            for d in days
-        ])
-        items = PlanItem.objects.bulk_create([
-            PlanItem(patient=patient, course=course, key=f"history:injection:{course.pk}:{n}", kind="injection",
-                     protocol=Protocol.DENOSUMAB_ONCO, product="denosumab", dose_mg=Decimal(120), ordinal=n,
-                     rule="ONC-01", due=d, window_start=d - timedelta(days=3), window_end=d + timedelta(days=3),
-                     reminder_on=d - timedelta(days=7), status=ItemStatus.DONE, closed_at=now)
-            for n, d in enumerate(days)
-        ])
-        Appointment.objects.bulk_create([
-            Appointment(care_team=team, patient=patient, plan_item=item,
-                        starts_at=datetime.combine(item.due, time(9, 30), tz),
-                        ends_at=datetime.combine(item.due, time(10), tz), status=Appointment.Status.DONE)
-            for item in items
-        ])
+        DoseRecord.objects.bulk_create(
+            [
+                DoseRecord(
+                    patient=patient,
+                    course=course,
+                    product=Product.DENOSUMAB,
+                    dose_value=Decimal(120),
+                    dose_unit="mg",
+                    route=Route.SC,
+                    given_at=datetime.combine(d, time(10), tz),
+                    given_on=d,
+                    injection_site="abdomen",
+                    lot_number="DMB12345A",
+                )
+                for d in days
+            ]
+        )
+        items = PlanItem.objects.bulk_create(
+            [
+                PlanItem(
+                    patient=patient,
+                    course=course,
+                    key=f"history:injection:{course.pk}:{n}",
+                    kind="injection",
+                    protocol=Protocol.DENOSUMAB_ONCO,
+                    product="denosumab",
+                    dose_mg=Decimal(120),
+                    ordinal=n,
+                    rule="ONC-01",
+                    due=d,
+                    window_start=d - timedelta(days=3),
+                    window_end=d + timedelta(days=3),
+                    reminder_on=d - timedelta(days=7),
+                    status=ItemStatus.DONE,
+                    closed_at=now,
+                )
+                for n, d in enumerate(days)
+            ]
+        )
+        Appointment.objects.bulk_create(
+            [
+                Appointment(
+                    care_team=team,
+                    patient=patient,
+                    plan_item=item,
+                    starts_at=datetime.combine(item.due, time(9, 30), tz),
+                    ends_at=datetime.combine(item.due, time(10), tz),
+                    status=Appointment.Status.DONE,
+                )
+                for item in items
+            ]
+        )
         plans_sync_batch([patient])
         feed = CalendarFeed.objects.create(kind=CalendarFeed.Kind.PATIENT, patient=patient, token_hash=digest)
     feed = CalendarFeed.objects.select_related("patient", "user", "care_team").get(pk=feed.pk)
@@ -105,14 +143,22 @@ def plain_events(feed: Any) -> list[dict[str, Any]]:
     parsed = icalendar.Calendar.from_ical(ical.feed_render(feed))
     events = []
     for event in parsed.walk("VEVENT"):
-        events.append({
-            "uid": str(event["UID"]), "dtstamp": event["DTSTAMP"].dt, "last-modified": event["LAST-MODIFIED"].dt,
-            "created": event["CREATED"].dt, "dtstart": event["DTSTART"].dt, "dtend": event["DTEND"].dt,
-            "sequence": int(event["SEQUENCE"]), "summary": str(event["SUMMARY"]),
-            "description": str(event.get("DESCRIPTION", "")), "status": str(event["STATUS"]),
-            "transp": str(event["TRANSP"]),
-            "alarms": [(str(a["DESCRIPTION"]), a["TRIGGER"].dt) for a in event.walk("VALARM")],
-        })
+        events.append(
+            {
+                "uid": str(event["UID"]),
+                "dtstamp": event["DTSTAMP"].dt,
+                "last-modified": event["LAST-MODIFIED"].dt,
+                "created": event["CREATED"].dt,
+                "dtstart": event["DTSTART"].dt,
+                "dtend": event["DTEND"].dt,
+                "sequence": int(event["SEQUENCE"]),
+                "summary": str(event["SUMMARY"]),
+                "description": str(event.get("DESCRIPTION", "")),
+                "status": str(event["STATUS"]),
+                "transp": str(event["TRANSP"]),
+                "alarms": [(str(a["DESCRIPTION"]), a["TRIGGER"].dt) for a in event.walk("VALARM")],
+            }
+        )
     return events
 
 
@@ -127,8 +173,19 @@ def reference_render(events: list[dict[str, Any]], tzid: str) -> bytes:
     calendar.add_component(_vtimezone(tzid))
     for data in events:
         event = icalendar.Event()
-        for name in ("uid", "dtstamp", "last-modified", "created", "dtstart", "dtend", "sequence", "summary",
-                     "description", "status", "transp"):
+        for name in (
+            "uid",
+            "dtstamp",
+            "last-modified",
+            "created",
+            "dtstart",
+            "dtend",
+            "sequence",
+            "summary",
+            "description",
+            "status",
+            "transp",
+        ):
             event.add(name, data[name])
         event.add("class", "PRIVATE")
         for description, trigger in data["alarms"]:
@@ -181,8 +238,9 @@ def run(*, runs: int, command: str = "", years: int = 10) -> list[Figure]:
     not_modified_ms = [1000 * s for s in repeat(conditional, runs=runs, warmup=2)]
     render_ms = [1000 * s for s in repeat(lambda: ical.feed_render(feed), runs=runs, warmup=2)]
     events = plain_events(feed)
-    reference_ms = [1000 * s for s in repeat(lambda: reference_render(events, feed.patient.timezone), runs=runs,
-                                               warmup=2)]
+    reference_ms = [
+        1000 * s for s in repeat(lambda: reference_render(events, feed.patient.timezone), runs=runs, warmup=2)
+    ]
     settings.CARNET_ICAL_HISTORY_DAYS = 365 * years + 30
     all_events = len(plain_events(feed))
     full_ms = [1000 * s for s in repeat(lambda: ical.feed_render(feed), runs=runs, warmup=1)]
@@ -190,22 +248,60 @@ def run(*, runs: int, command: str = "", years: int = 10) -> list[Figure]:
     scale = f"{years} years of history, {len(events)} events shown ({all_events} with all history)"
     render_ratio = ratio_of(median(render_ms), median(reference_ms))
     return [
-        Figure(bench="ical", name="feed GET (renders)", unit="ms", median=median(feed_ms),
-               target=f"< {FEED_TARGET_MS:.0f} ms", met=median(feed_ms) < FEED_TARGET_MS, runs=runs,
-               reference="icalendar from plain data", reference_median=median(reference_ms),
-               ratio=ratio_of(median(feed_ms), median(reference_ms)), scale=scale, command=command,
-               extra={"bytes": len(first.content), "gzip": first.get("Content-Encoding", "")}),
-        Figure(bench="ical", name="feed GET 304", unit="ms", median=median(not_modified_ms),
-               target=f"< {NOT_MODIFIED_TARGET_MS:.0f} ms", met=median(not_modified_ms) < NOT_MODIFIED_TARGET_MS,
-               runs=runs, scale=scale, command=command),
-        Figure(bench="ical", name="feed_render", unit="ms", median=median(render_ms),
-               target=f"< {FEED_TARGET_MS:.0f} ms", met=median(render_ms) < FEED_TARGET_MS, runs=runs,
-               reference="icalendar from plain data", reference_median=median(reference_ms), ratio=render_ratio,
-               ratio_target=f"≤ {RATIO_TARGET}", ratio_met=render_ratio <= RATIO_TARGET, scale=scale,
-               command=command),
-        Figure(bench="ical", name="feed_render, all ten years shown", unit="ms", median=median(full_ms),
-               target=f"< {FEED_TARGET_MS:.0f} ms", met=median(full_ms) < FEED_TARGET_MS, runs=runs,
-               scale=scale, command=command, extra={"events": all_events}),
+        Figure(
+            bench="ical",
+            name="feed GET (renders)",
+            unit="ms",
+            median=median(feed_ms),
+            target=f"< {FEED_TARGET_MS:.0f} ms",
+            met=median(feed_ms) < FEED_TARGET_MS,
+            runs=runs,
+            reference="icalendar from plain data",
+            reference_median=median(reference_ms),
+            ratio=ratio_of(median(feed_ms), median(reference_ms)),
+            scale=scale,
+            command=command,
+            extra={"bytes": len(first.content), "gzip": first.get("Content-Encoding", "")},
+        ),
+        Figure(
+            bench="ical",
+            name="feed GET 304",
+            unit="ms",
+            median=median(not_modified_ms),
+            target=f"< {NOT_MODIFIED_TARGET_MS:.0f} ms",
+            met=median(not_modified_ms) < NOT_MODIFIED_TARGET_MS,
+            runs=runs,
+            scale=scale,
+            command=command,
+        ),
+        Figure(
+            bench="ical",
+            name="feed_render",
+            unit="ms",
+            median=median(render_ms),
+            target=f"< {FEED_TARGET_MS:.0f} ms",
+            met=median(render_ms) < FEED_TARGET_MS,
+            runs=runs,
+            reference="icalendar from plain data",
+            reference_median=median(reference_ms),
+            ratio=render_ratio,
+            ratio_target=f"≤ {RATIO_TARGET}",
+            ratio_met=render_ratio <= RATIO_TARGET,
+            scale=scale,
+            command=command,
+        ),
+        Figure(
+            bench="ical",
+            name="feed_render, all ten years shown",
+            unit="ms",
+            median=median(full_ms),
+            target=f"< {FEED_TARGET_MS:.0f} ms",
+            met=median(full_ms) < FEED_TARGET_MS,
+            runs=runs,
+            scale=scale,
+            command=command,
+            extra={"events": all_events},
+        ),
     ]
 
 
@@ -220,5 +316,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-

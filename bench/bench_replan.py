@@ -21,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, median, report, repeat, scale_counts, setup_django, timed
+from bench.common import Figure, median, repeat, report, scale_counts, setup_django, timed
 
 TARGET = 2000.0
 
@@ -112,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     setup_django()
-    figures = run(sample=args.sample, runs=args.runs,
-                  command=f"python bench/bench_replan.py --sample {args.sample} --runs {args.runs}")
+    figures = run(
+        sample=args.sample,
+        runs=args.runs,
+        command=f"python bench/bench_replan.py --sample {args.sample} --runs {args.runs}",
+    )
     report("replan", figures, scale=scale_counts())
     return 0
 

@@ -32,7 +32,20 @@ _django_ready = False
 
 
 def database_url() -> str:
-    return os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
+    """``$BENCH_DATABASE_URL``; else, once Django runs on PostgreSQL (the smoke test), its database."""
+    if "BENCH_DATABASE_URL" in os.environ:
+        return os.environ["BENCH_DATABASE_URL"]
+    from django.conf import settings
+
+    if settings.configured and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        from django.db import connection
+
+        s = connection.settings_dict
+        auth = s["USER"] or ""
+        if s.get("PASSWORD"):
+            auth += f":{s['PASSWORD']}"
+        return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+    return DEFAULT_DATABASE_URL
 
 
 def setup_django(settings_module: str = "backend.settings") -> None:
@@ -46,7 +59,7 @@ def setup_django(settings_module: str = "backend.settings") -> None:
     if not settings.configured:
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))
-        os.environ["DATABASE_URL"] = database_url()
+        os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
         os.environ.setdefault("CARNET_VAR_DIR", os.environ.get("BENCH_VAR_DIR", "/tmp/carnet-bench-var"))
         os.environ.setdefault("LOG_LEVEL", "WARNING")
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
@@ -197,12 +210,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def report(bench: str, figures: list[Figure], *, scale: dict[str, Any] | None = None) -> Path:
-    """Print the figures and write them to ``RESULTS_DIR/<bench>.json``."""
+def report(
+    bench: str, figures: list[Figure], *, scale: dict[str, Any] | None = None, directory: Path | None = None
+) -> Path:
+    """Print the figures and write them to ``<directory or RESULTS_DIR>/<bench>.json``."""
     for figure in figures:
         print(figure.line(), flush=True)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{bench}.json"
+    target = directory or Path(os.environ.get("BENCH_RESULTS_DIR", str(RESULTS_DIR)))
+    target.mkdir(parents=True, exist_ok=True)
+    path = target / f"{bench}.json"
     payload = {
         "bench": bench,
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

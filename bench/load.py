@@ -63,8 +63,12 @@ def _builder_class() -> type:
         def _record(self, story: Story) -> Row:
             # As the demo's, without ``public_id``: the database makes it during the load (CopyTable).
             return {
-                "patient": story.patient, "recorded_by_id": self.nurse_id, "recorded_at": self.recorded_at,
-                "voided_at": None, "voided_by_id": None, "void_reason": "",
+                "patient": story.patient,
+                "recorded_by_id": self.nurse_id,
+                "recorded_at": self.recorded_at,
+                "voided_at": None,
+                "voided_by_id": None,
+                "void_reason": "",
             }
 
     return HistoryStoryBuilder
@@ -121,8 +125,7 @@ class CopyTable:
     def __init__(self, model: Any, *, with_id: bool) -> None:
         self.table = model._meta.db_table
         self.fields = [
-            f for f in model._meta.concrete_fields
-            if (with_id or not f.primary_key) and f.attname != "public_id"
+            f for f in model._meta.concrete_fields if (with_id or not f.primary_key) and f.attname != "public_id"
         ]
         self.plan = [(f.attname, f.get_default, _converter(f)) for f in self.fields]
         columns = ", ".join(f'"{f.column}"' for f in self.fields)
@@ -138,8 +141,13 @@ class CopyTable:
 
 
 FACT_TABLES = (
-    "patients_patient", "patients_treatmentcourse", "patients_doserecord", "patients_labresult",
-    "patients_dentalevent", "patients_comedication", "notifications_device",
+    "patients_patient",
+    "patients_treatmentcourse",
+    "patients_doserecord",
+    "patients_labresult",
+    "patients_dentalevent",
+    "patients_comedication",
+    "notifications_device",
 )
 
 
@@ -248,8 +256,12 @@ def _templates(count: int, seed: int) -> list[Template]:
             course["id"] = f"{{c{k}}}"
             course["patient_id"] = "{p}"
         rows: dict[str, list[dict[str, Any]]] = {
-            "patients": [story.patient], "courses": story.courses, "doses": story.doses, "labs": story.labs,
-            "dental": story.dental, "comedications": story.comedications,
+            "patients": [story.patient],
+            "courses": story.courses,
+            "doses": story.doses,
+            "labs": story.labs,
+            "dental": story.dental,
+            "comedications": story.comedications,
         }
         for name in ("doses", "labs", "dental", "comedications"):
             for row in rows[name]:
@@ -257,10 +269,14 @@ def _templates(count: int, seed: int) -> list[Template]:
                 if "course" in row:
                     course = row["course"]
                     row["course_id"] = course["id"] if course is not None else None
-        _TEMPLATES.append(Template(
-            kind=story.kind, courses=len(story.courses), consent_push=bool(story.patient["consent_push"]),
-            tables={name: (writers[name].template(r), len(r)) for name, r in rows.items()},
-        ))
+        _TEMPLATES.append(
+            Template(
+                kind=story.kind,
+                courses=len(story.courses),
+                consent_push=bool(story.patient["consent_push"]),
+                tables={name: (writers[name].template(r), len(r)) for name, r in rows.items()},
+            )
+        )
     return _TEMPLATES
 
 
@@ -269,10 +285,8 @@ def _chunk(task: tuple[int, int, Any, int, int]) -> dict[str, int]:
     index, count, team, seed, templates = task
     import random
 
-    import psycopg
-    from django.db import connection
+    from django.db import connection, transaction
 
-    from bench.common import database_url
     from notifications.models import Device
     from patients.models import Patient, TreatmentCourse
 
@@ -288,8 +302,9 @@ def _chunk(task: tuple[int, int, Any, int, int]) -> dict[str, int]:
     texts: dict[str, list[str]] = {name: [] for name in tables}
     device_writer = CopyTable(Device, with_id=False)
     devices: list[dict[str, Any]] = []
-    with psycopg.connect(database_url()) as conn, conn.cursor() as cursor:
-        cursor.execute("SET synchronous_commit = off")
+    with transaction.atomic(), connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's own cursor, for COPY
+        cursor.execute("SET LOCAL synchronous_commit = off")
         patient_ids = _reserve(cursor, Patient._meta.db_table, count)
         course_ids = iter(_reserve(cursor, TreatmentCourse._meta.db_table, sum(t.courses for t in chosen)))
         now = datetime.now(UTC)
@@ -303,14 +318,23 @@ def _chunk(task: tuple[int, int, Any, int, int]) -> dict[str, int]:
                     texts[name].append(text.format(**ids))
                     counts[name] += rows
             if template.consent_push and rng.random() < PUSH_DEVICE_SHARE:
-                devices.append({
-                    "patient_id": pk, "user_id": None, "channel": "webpush",
-                    "endpoint": f"https://push.bench.invalid/{pk}-{rng.getrandbits(64):x}",
-                    "p256dh": "bench", "auth": "bench", "active": True, "deactivated_at": None,
-                    "deactivation_reason": "", "created_at": now,
-                })
+                devices.append(
+                    {
+                        "patient_id": pk,
+                        "user_id": None,
+                        "channel": "webpush",
+                        "endpoint": f"https://push.bench.invalid/{pk}-{rng.getrandbits(64):x}",
+                        "p256dh": "bench",
+                        "auth": "bench",
+                        "active": True,
+                        "deactivated_at": None,
+                        "deactivation_reason": "",
+                        "created_at": now,
+                    }
+                )
         sources = {
-            "patients": Patient, "courses": TreatmentCourse,
+            "patients": Patient,
+            "courses": TreatmentCourse,
         }
         from patients.models import Comedication, DentalEvent, DoseRecord, LabResult
 
@@ -323,21 +347,16 @@ def _chunk(task: tuple[int, int, Any, int, int]) -> dict[str, int]:
         with cursor.copy(device_writer.sql) as copy:
             copy.write(device_writer.template(devices).replace("{{", "{").replace("}}", "}"))
         counts["devices"] += len(devices)
-        conn.commit()
     counts["copy_ms"] = int((time.perf_counter() - started) * 1000)
-    connection.close()
     return dict(counts)
 
 
 def _plan_chunk(ids: list[int]) -> dict[str, int]:
     """Build the plans of ``ids`` by the production path (runs in a worker process)."""
-    from django.db import connection
-
     from scheduling.services import plans_rebuild
 
     started = time.perf_counter()
     done = plans_rebuild(patient_ids=ids, batch_size=500)
-    connection.close()
     return {"planned": done, "plan_ms": int((time.perf_counter() - started) * 1000)}
 
 
@@ -345,7 +364,8 @@ def _run(fn: Any, tasks: list[Any], *, workers: int, total: int, desc: str, key:
     from django.db import connections
     from tqdm import tqdm
 
-    connections.close_all()  # the workers open their own
+    if workers > 1:
+        connections.close_all()  # forked workers open their own
     totals: Counter[str] = Counter()
     with tqdm(total=total, unit="patient", desc=desc, disable=not progress, file=sys.stderr) as bar:
         if workers <= 1:
@@ -383,8 +403,11 @@ def _teams(count: int, *, prefix: str) -> list[Any]:
                 user = User.objects.create_user(email, None, role=role, first_name=role.title(), last_name=f"{index}")
             StaffMembership.objects.get_or_create(user=user, care_team=team, defaults={"role": role})
             staff[role] = SimpleNamespace(pk=user.pk)
-        out.append(SimpleNamespace(pk=team.pk, timezone=team.timezone, nurse=staff[Role.NURSE],
-                                   physician=staff[Role.PHYSICIAN]))
+        out.append(
+            SimpleNamespace(
+                pk=team.pk, timezone=team.timezone, nurse=staff[Role.NURSE], physician=staff[Role.PHYSICIAN]
+            )
+        )
     return out
 
 
@@ -409,9 +432,20 @@ def analyze() -> None:
         cursor.execute("VACUUM ANALYZE")
 
 
-def load(*, patients: int, workers: int = 2, chunk: int = 2000, team_size: int = 10_000, fresh: bool = False,
-         plans: bool = True, seed: int = 2026, progress: bool = True, prefix: str = "Bench team",
-         bulk: bool = True, templates: int = 20_000) -> dict[str, Any]:
+def load(
+    *,
+    patients: int,
+    workers: int = 2,
+    chunk: int = 2000,
+    team_size: int = 10_000,
+    fresh: bool = False,
+    plans: bool = True,
+    seed: int = 2026,
+    progress: bool = True,
+    prefix: str = "Bench team",
+    bulk: bool = True,
+    templates: int = 20_000,
+) -> dict[str, Any]:
     """Load ``patients`` patients (then their plans); returns the row counts and the seconds spent."""
     from contextlib import nullcontext
 
@@ -431,8 +465,7 @@ def load(*, patients: int, workers: int = 2, chunk: int = 2000, team_size: int =
         team = teams[(offset // team_size) % len(teams)]
         tasks.append((index, min(chunk, patients - offset), team, seed, per_worker))
     with BulkMode() if bulk else nullcontext():
-        totals = _run(_chunk, tasks, workers=workers, total=patients, desc="facts", key="patients",
-                      progress=progress)
+        totals = _run(_chunk, tasks, workers=workers, total=patients, desc="facts", key="patients", progress=progress)
         facts_done = time.perf_counter()
     indexes_done = time.perf_counter()
     analyze()
@@ -444,8 +477,11 @@ def load(*, patients: int, workers: int = 2, chunk: int = 2000, team_size: int =
         ids = list(Patient.objects.filter(pk__gte=first_new).order_by("pk").values_list("pk", flat=True))
         plan_started = time.perf_counter()
         id_chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
-        totals.update(_run(_plan_chunk, id_chunks, workers=workers, total=len(ids), desc="plans", key="planned",
-                           progress=progress))
+        totals.update(
+            _run(
+                _plan_chunk, id_chunks, workers=workers, total=len(ids), desc="plans", key="planned", progress=progress
+            )
+        )
         totals["plans_seconds"] = round(time.perf_counter() - plan_started, 1)
         analyze()
     totals["seconds"] = round(time.perf_counter() - started, 1)
@@ -461,20 +497,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="empty every application table first")
     parser.add_argument("--no-plans", action="store_true", help="load facts only (no plans, escalations, outbox)")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--stories", type=int, default=20_000,
-                        help="distinct stories (patients beyond this many are copies of them)")
+    parser.add_argument(
+        "--stories", type=int, default=20_000, help="distinct stories (patients beyond this many are copies of them)"
+    )
     parser.add_argument("--keep-indexes", action="store_true", help="COPY with every index and constraint in place")
     args = parser.parse_args(argv)
     setup_django()
     migrate()
-    result = load(patients=args.patients, workers=args.workers, chunk=args.chunk, team_size=args.team_size,
-                  fresh=args.fresh, plans=not args.no_plans, seed=args.seed, bulk=not args.keep_indexes,
-                  templates=args.stories)
-    rows = sum(v for k, v in result.items() if k in ("patients", "courses", "doses", "labs", "dental",
-                                                      "comedications", "devices"))
-    print(f"loaded {result.get('patients', 0):,} patients, {rows:,} fact rows: facts {result['facts_seconds']} s, "
-          f"indexes {result['index_seconds']} s, plans {result.get('plans_seconds', '-')} s, "
-          f"total {result['seconds']} s")
+    result = load(
+        patients=args.patients,
+        workers=args.workers,
+        chunk=args.chunk,
+        team_size=args.team_size,
+        fresh=args.fresh,
+        plans=not args.no_plans,
+        seed=args.seed,
+        bulk=not args.keep_indexes,
+        templates=args.stories,
+    )
+    rows = sum(
+        v
+        for k, v in result.items()
+        if k in ("patients", "courses", "doses", "labs", "dental", "comedications", "devices")
+    )
+    print(
+        f"loaded {result.get('patients', 0):,} patients, {rows:,} fact rows: facts {result['facts_seconds']} s, "
+        f"indexes {result['index_seconds']} s, plans {result.get('plans_seconds', '-')} s, "
+        f"total {result['seconds']} s"
+    )
     print(result)
     return 0
 

@@ -50,9 +50,7 @@ def request_hash(request: Request) -> str:
 
 def _replay(record: IdempotencyRecord, digest: str) -> Response:
     if record.request_hash != digest:
-        raise IdempotencyKeyReused(
-            _("This Idempotency-Key was already used with a different request."), field=HEADER
-        )
+        raise IdempotencyKeyReused(_("This Idempotency-Key was already used with a different request."), field=HEADER)
     response = Response(record.response_body, status=record.status_code)
     response["Idempotent-Replayed"] = "true"
     return response
@@ -75,17 +73,19 @@ def idempotent(method: F) -> F:
             return method(view, request, *args, **kwargs)
         key = key.strip()
         if not key or len(key) > MAX_KEY_LENGTH:
-            raise CarnetError(
-                _("An Idempotency-Key has 1 to %(n)d characters.") % {"n": MAX_KEY_LENGTH}, field=HEADER
-            )
+            raise CarnetError(_("An Idempotency-Key has 1 to %(n)d characters.") % {"n": MAX_KEY_LENGTH}, field=HEADER)
         digest = request_hash(request)
         try:
             with transaction.atomic():
                 try:
                     with transaction.atomic():
                         record = IdempotencyRecord.objects.create(
-                            user=request.user, key=key, method=request.method or "POST",
-                            path=request.path[:500], request_hash=digest, status_code=0,
+                            user=request.user,
+                            key=key,
+                            method=request.method or "POST",
+                            path=request.path[:500],
+                            request_hash=digest,
+                            status_code=0,
                         )
                 except IntegrityError:
                     existing = IdempotencyRecord.objects.select_for_update().get(user=request.user, key=key)

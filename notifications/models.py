@@ -182,6 +182,12 @@ class OutboxMessage(models.Model):
                 name="outbox_claimable_idx",
                 condition=Q(state__in=["pending", "sending"]),
             ),
+            # Expired leases (a crashed sender's rows), found without walking the due rows.
+            models.Index(
+                fields=["claimed_until"],
+                name="outbox_lease_idx",
+                condition=Q(state="sending"),
+            ),
             models.Index(fields=["patient", "state"], name="outbox_patient_state_idx"),
             models.Index(fields=["state", "send_at"], name="outbox_state_send_at_idx"),
         ]

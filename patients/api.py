@@ -1,7 +1,7 @@
 """Booklet endpoints: the patient's own (``/me``) and staff's (``/patients/…``, ``/courses/…``, …).
 
 Views are thin: a serializer checks the input, one service writes (and re-plans), a serializer
-renders the result. Every queryset is scoped to ``request.user`` (a patient reaches only their
+renders the result. Every queryset is scoped to ``user_of(request)`` (a patient reaches only their
 own booklet; staff reach only patients of their care teams), so an object outside that scope is
 a 404 whether it exists or not. Every POST honours ``Idempotency-Key``.
 """
@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.api import IsCareStaff, IsPatient, Pagination, api_language, errors, id_parameter, uuid_or_404
+from backend.api import IsCareStaff, IsPatient, Pagination, api_language, errors, id_parameter, user_of, uuid_or_404
 from backend.errors import CarnetError
 from idempotency.services import idempotent
 from notifications.api import DeviceSerializer, PreferencesSerializer, preferences_data, preferences_of
@@ -73,6 +73,7 @@ from scheduling.models import OPEN_STATUSES, Appointment, Escalation, ItemStatus
 from scheduling.models_feeds import CalendarFeed
 from scheduling.serializers import AppointmentSerializer, EscalationSerializer, PlanItemSerializer
 
+PREFERENCE_FIELDS = ("channels", "time_of_day", "quiet_start", "quiet_end", "language")
 STAFF_ERRORS = errors(400, 401, 403, 404, 409, 422, 429)
 READ_ERRORS = errors(401, 403, 404, 429)
 
@@ -93,18 +94,18 @@ def scoped_patients(user: User) -> QuerySet[Patient]:
 
 
 def staff_patient(request: Request, raw_id: str) -> Patient:
-    return get_object_or_404(scoped_patients(request.user), public_id=uuid_or_404(raw_id))  # type: ignore[arg-type]
+    return get_object_or_404(scoped_patients(user_of(request)), public_id=uuid_or_404(raw_id))
 
 
-def scoped_records(model: Any, user: User) -> QuerySet[Any]:
+def scoped_records(model: type[Model], user: User) -> QuerySet[Any]:
     """Booklet rows (courses, doses, labs, …) of patients in ``user``'s care teams."""
     if user.is_superuser:
-        return model.objects.all()
-    return model.objects.filter(patient__care_team__memberships__user=user)
+        return model._default_manager.all()
+    return model._default_manager.filter(patient__care_team__memberships__user=user)
 
 
 def me(request: Request) -> Patient:
-    return request.user.patient  # type: ignore[union-attr]  # IsPatient checked it
+    return user_of(request).patient
 
 
 @contextmanager
@@ -142,11 +143,19 @@ class MeSerializer(serializers.Serializer):  # type: ignore[type-arg]
 
 def me_data(patient: Patient) -> dict[str, Any]:
     return {
-        "id": patient.public_id, "first_name": patient.first_name, "last_name": patient.last_name,
-        "birth_date": patient.birth_date, "care_team": patient.care_team.name, "email": patient.email,
-        "phone": patient.phone, "language": patient.language, "timezone": patient.timezone,
-        "consent_email": patient.consent_email, "consent_push": patient.consent_push,
-        "consent_sms": patient.consent_sms, "preferences": preferences_data(preferences_of(patient)),
+        "id": patient.public_id,
+        "first_name": patient.first_name,
+        "last_name": patient.last_name,
+        "birth_date": patient.birth_date,
+        "care_team": patient.care_team.name,
+        "email": patient.email,
+        "phone": patient.phone,
+        "language": patient.language,
+        "timezone": patient.timezone,
+        "consent_email": patient.consent_email,
+        "consent_push": patient.consent_push,
+        "consent_sms": patient.consent_sms,
+        "preferences": preferences_data(preferences_of(patient)),
     }
 
 
@@ -158,8 +167,12 @@ class MeView(APIView):
         """My profile and how I am reminded (channels, time of day, quiet hours, language)."""
         return Response(MeSerializer(me_data(me(request))).data)
 
-    @extend_schema(operation_id="me_profile_update", request=MeSerializer,
-                   responses={200: MeSerializer, **errors(400, 401, 403, 429)}, tags=["me"])
+    @extend_schema(
+        operation_id="me_profile_update",
+        request=MeSerializer,
+        responses={200: MeSerializer, **errors(400, 401, 403, 429)},
+        tags=["me"],
+    )
     def patch(self, request: Request) -> Response:
         """Change my contact details, language, time zone, consents or reminder preferences."""
         body = MeSerializer(data=request.data, partial=True)
@@ -169,9 +182,9 @@ class MeView(APIView):
         patient = me(request)
         with transaction.atomic():
             if changes:
-                patient = services.patient_update(patient=patient, by=request.user, **changes)  # type: ignore[arg-type]
+                patient = services.patient_update(patient=patient, by=user_of(request), **changes)
             if preferences:
-                with api_fields({name: f"preferences.{name}" for name in PreferencesSerializer().fields}):
+                with api_fields({name: f"preferences.{name}" for name in PREFERENCE_FIELDS}):
                     notification_preferences_update(patient=patient, changes=dict(preferences))
         return Response(MeSerializer(me_data(patient)).data)
 
@@ -179,8 +192,7 @@ class MeView(APIView):
 class MeBookletView(APIView):
     permission_classes = [IsPatient]
 
-    @extend_schema(operation_id="me_booklet", responses={200: BookletSerializer, **errors(401, 403, 429)},
-                   tags=["me"])
+    @extend_schema(operation_id="me_booklet", responses={200: BookletSerializer, **errors(401, 403, 429)}, tags=["me"])
     def get(self, request: Request) -> Response:
         """My booklet: courses, doses (voided ones shown as voided), labs, dental events, co-medications."""
         return Response(booklet_data(me(request)))
@@ -189,8 +201,12 @@ class MeBookletView(APIView):
 class MeVitaminDView(APIView):
     permission_classes = [IsPatient]
 
-    @extend_schema(operation_id="me_vitamin_d_report", request=VitaminDSelfReportSerializer,
-                   responses={201: DoseSerializer, **errors(400, 401, 403, 422, 429)}, tags=["me"])
+    @extend_schema(
+        operation_id="me_vitamin_d_report",
+        request=VitaminDSelfReportSerializer,
+        responses={201: DoseSerializer, **errors(400, 401, 403, 422, 429)},
+        tags=["me"],
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         """Report an oral vitamin D (cholecalciferol) dose I took."""
@@ -200,17 +216,23 @@ class MeVitaminDView(APIView):
         taken_at = body.validated_data["taken_at"]
         day = patient.local_date(taken_at) if timezone.is_aware(taken_at) else taken_at.date()
         course = (
-            TreatmentCourse.objects.filter(patient=patient, protocol=Protocol.VITAMIN_D, voided_at__isnull=True,
-                                           start_date__lte=day)
+            TreatmentCourse.objects.filter(
+                patient=patient, protocol=Protocol.VITAMIN_D, voided_at__isnull=True, start_date__lte=day
+            )
             .filter(Q(stop_date__isnull=True) | Q(stop_date__gte=day))
             .order_by("-start_date")
             .first()
         )
         with api_fields({"dose_value": "dose_iu", "given_at": "taken_at", "course": "taken_at"}):
             dose = services.dose_record(
-                patient=patient, course=course, product=Product.CHOLECALCIFEROL,
-                dose_value=body.validated_data["dose_iu"], dose_unit=DoseUnit.IU, route=Route.PO,
-                given_at=taken_at, by=request.user,  # type: ignore[arg-type]
+                patient=patient,
+                course=course,
+                product=Product.CHOLECALCIFEROL,
+                dose_value=body.validated_data["dose_iu"],
+                dose_unit=DoseUnit.IU,
+                route=Route.PO,
+                given_at=taken_at,
+                by=user_of(request),
                 source=DoseRecord.Source.SELF_REPORTED,
             )
         return Response(DoseSerializer(dose).data, status=status.HTTP_201_CREATED)
@@ -278,7 +300,8 @@ def export_data(patient: Patient, *, user: User, lang: str) -> dict[str, Any]:
         "booklet": booklet_data(patient),
         "plan": PlanItemSerializer(
             PlanItem.objects.filter(patient=patient).select_related("course").order_by("due", "pk"),
-            many=True, context={"lang": lang},
+            many=True,
+            context={"lang": lang},
         ).data,
         "escalations": EscalationSerializer(
             Escalation.objects.filter(patient=patient).select_related("patient", "plan_item", "acknowledged_by"),
@@ -302,12 +325,11 @@ def export_data(patient: Patient, *, user: User, lang: str) -> dict[str, Any]:
 class MeExportView(APIView):
     permission_classes = [IsPatient]
 
-    @extend_schema(operation_id="me_export", responses={200: ExportSerializer, **errors(401, 403, 429)},
-                   tags=["me"])
+    @extend_schema(operation_id="me_export", responses={200: ExportSerializer, **errors(401, 403, 429)}, tags=["me"])
     def get(self, request: Request) -> Response:
         """Everything held about me, as JSON (GDPR right of access)."""
         patient = me(request)
-        response = Response(export_data(patient, user=request.user, lang=api_language(request, patient.language)))  # type: ignore[arg-type]
+        response = Response(export_data(patient, user=user_of(request), lang=api_language(request, patient.language)))
         response["Content-Disposition"] = 'attachment; filename="carnet-export.json"'
         response["Cache-Control"] = "no-store"
         return response
@@ -322,10 +344,11 @@ class CareTeamListView(ListAPIView):  # type: ignore[type-arg]
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[CareTeam]:
-        return care_teams_of(self.request.user).order_by("name")  # type: ignore[arg-type]
+        return care_teams_of(user_of(self.request)).order_by("name")
 
-    @extend_schema(operation_id="care_teams_list", responses={200: CareTeamSerializer(many=True), **READ_ERRORS},
-                   tags=["staff"])
+    @extend_schema(
+        operation_id="care_teams_list", responses={200: CareTeamSerializer(many=True), **READ_ERRORS}, tags=["staff"]
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """My care teams."""
         return super().get(request, *args, **kwargs)
@@ -364,34 +387,48 @@ class PatientListView(ListAPIView):  # type: ignore[type-arg]
 
     def get_queryset(self) -> QuerySet[Patient]:
         params = self.request.query_params
-        qs = patients_annotated(scoped_patients(self.request.user))  # type: ignore[arg-type]
+        qs = patients_annotated(scoped_patients(user_of(self.request)))
         search = (params.get("search") or "").strip()
         if search:
             try:
                 qs = qs.filter(birth_date=date.fromisoformat(search))
             except ValueError:
-                qs = qs.filter(Q(last_name__icontains=search) | Q(first_name__icontains=search)
-                               | Q(email__icontains=search))
+                qs = qs.filter(
+                    Q(last_name__icontains=search) | Q(first_name__icontains=search) | Q(email__icontains=search)
+                )
         protocol = params.get("protocol")
         if protocol:
             if protocol not in Protocol.values:
                 raise CarnetError(_("Unknown protocol."), field="protocol")
-            qs = qs.filter(Exists(TreatmentCourse.objects.filter(
-                patient=OuterRef("pk"), protocol=protocol, voided_at__isnull=True, stop_date__isnull=True)))
+            qs = qs.filter(
+                Exists(
+                    TreatmentCourse.objects.filter(
+                        patient=OuterRef("pk"), protocol=protocol, voided_at__isnull=True, stop_date__isnull=True
+                    )
+                )
+            )
         for name in ("overdue", "blocked"):
             wanted = _flag(params.get(name), name)
             if wanted is not None:
                 qs = qs.filter(**{name: wanted})
         return qs.order_by("last_name", "first_name", "pk")
 
-    @extend_schema(operation_id="patients_list", parameters=PATIENT_FILTERS,
-                   responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)}, tags=["staff"])
+    @extend_schema(
+        operation_id="patients_list",
+        parameters=PATIENT_FILTERS,
+        responses={200: PatientSerializer(many=True), **errors(400, 401, 403, 404, 429)},
+        tags=["staff"],
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Patients of my care teams, with search and filters."""
         return super().get(request, *args, **kwargs)
 
-    @extend_schema(operation_id="patients_create", request=PatientWriteSerializer,
-                   responses={201: PatientSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="patients_create",
+        request=PatientWriteSerializer,
+        responses={201: PatientSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request) -> Response:
         """Add a patient to one of my care teams."""
@@ -399,30 +436,41 @@ class PatientListView(ListAPIView):  # type: ignore[type-arg]
         body.is_valid(raise_exception=True)
         fields = dict(body.validated_data)
         team_id = fields.pop("care_team", None)
-        teams = care_teams_of(request.user)  # type: ignore[arg-type]
+        teams = care_teams_of(user_of(request))
         team = teams.filter(public_id=team_id).first() if team_id else None
         if team is None:
             mine = list(teams[:2])
             if team_id is not None or len(mine) != 1:
                 raise CarnetError(_("Choose one of your care teams."), field="care_team")
             team = mine[0]
-        patient = services.patient_create(care_team=team, by=request.user, **fields)  # type: ignore[arg-type]
-        return Response(PatientSerializer(patients_annotated(Patient.objects.filter(pk=patient.pk)).get()).data,
-                        status=status.HTTP_201_CREATED)
+        patient = services.patient_create(care_team=team, by=user_of(request), **fields)
+        return Response(
+            PatientSerializer(patients_annotated(Patient.objects.filter(pk=patient.pk)).get()).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class PatientDetailView(APIView):
     permission_classes = [IsCareStaff]
 
-    @extend_schema(operation_id="patients_retrieve", parameters=[id_parameter()],
-                   responses={200: PatientSerializer, **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="patients_retrieve",
+        parameters=[id_parameter()],
+        responses={200: PatientSerializer, **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """One patient of my care teams."""
-        patient = get_object_or_404(patients_annotated(scoped_patients(request.user)), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        patient = get_object_or_404(patients_annotated(scoped_patients(user_of(request))), public_id=uuid_or_404(id))
         return Response(PatientSerializer(patient).data)
 
-    @extend_schema(operation_id="patients_update", parameters=[id_parameter()], request=PatientWriteSerializer,
-                   responses={200: PatientSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="patients_update",
+        parameters=[id_parameter()],
+        request=PatientWriteSerializer,
+        responses={200: PatientSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     def patch(self, request: Request, id: str) -> Response:
         """Change a patient's details; facts the rules read re-plan at once."""
         patient = staff_patient(request, id)
@@ -431,15 +479,19 @@ class PatientDetailView(APIView):
         fields = dict(body.validated_data)
         if "care_team" in fields:
             raise CarnetError(_("A patient's care team is not changed here."), field="care_team")
-        services.patient_update(patient=patient, by=request.user, **fields)  # type: ignore[arg-type]
+        services.patient_update(patient=patient, by=user_of(request), **fields)
         return Response(PatientSerializer(patients_annotated(Patient.objects.filter(pk=patient.pk)).get()).data)
 
 
 class PatientBookletView(APIView):
     permission_classes = [IsCareStaff]
 
-    @extend_schema(operation_id="patients_booklet", parameters=[id_parameter()],
-                   responses={200: BookletSerializer, **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="patients_booklet",
+        parameters=[id_parameter()],
+        responses={200: BookletSerializer, **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's booklet, voided entries included."""
         return Response(booklet_data(staff_patient(request, id)))
@@ -452,33 +504,42 @@ class _PatientRecordsView(APIView):
     """List one kind of booklet row of a patient, or add one through its service."""
 
     permission_classes = [IsCareStaff]
-    model: Any
+    model: type[Model]
     serializer_class: Any
     related: tuple[str, ...] = ("patient",)
 
     def rows(self, patient: Patient) -> QuerySet[Any]:
-        return self.model.objects.filter(patient=patient).select_related(*self.related)
+        return self.model._default_manager.filter(patient=patient).select_related(*self.related)
 
 
 class PatientCoursesView(_PatientRecordsView):
     model = TreatmentCourse
     serializer_class = CourseSerializer
 
-    @extend_schema(operation_id="courses_list", parameters=[id_parameter()],
-                   responses={200: CourseSerializer(many=True), **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="courses_list",
+        parameters=[id_parameter()],
+        responses={200: CourseSerializer(many=True), **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's treatment courses."""
         return Response(CourseSerializer(self.rows(staff_patient(request, id)), many=True).data)
 
-    @extend_schema(operation_id="courses_start", parameters=[id_parameter()], request=CourseStartSerializer,
-                   responses={201: CourseSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="courses_start",
+        parameters=[id_parameter()],
+        request=CourseStartSerializer,
+        responses={201: CourseSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Start a treatment course; the plan is rewritten in the same transaction."""
         patient = staff_patient(request, id)
         body = CourseStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        course = services.course_start(patient=patient, by=request.user, **body.validated_data)  # type: ignore[arg-type]
+        course = services.course_start(patient=patient, by=user_of(request), **body.validated_data)
         return Response(CourseSerializer(course).data, status=status.HTTP_201_CREATED)
 
 
@@ -490,69 +551,135 @@ class CourseStoppedSerializer(serializers.Serializer):  # type: ignore[type-arg]
 class CourseStopView(APIView):
     permission_classes = [IsCareStaff]
 
-    @extend_schema(operation_id="courses_stop", parameters=[id_parameter()], request=CourseStopSerializer,
-                   responses={200: CourseStoppedSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="courses_stop",
+        parameters=[id_parameter()],
+        request=CourseStopSerializer,
+        responses={200: CourseStoppedSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Stop a course with a reason; stopping denosumab schedules the consolidation."""
-        course = get_object_or_404(scoped_records(TreatmentCourse, request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        course = get_object_or_404(scoped_records(TreatmentCourse, user_of(request)), public_id=uuid_or_404(id))
         body = CourseStopSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         with api_fields({"stop_reason": "reason"}):
-            course = services.course_stop(course=course, stop_date=data["stop_date"], reason=data["reason"],
-                                          consolidation=data.get("consolidation", ""), by=request.user)  # type: ignore[arg-type]
-        consolidation = PlanItem.objects.filter(
-            patient_id=course.patient_id, kind__in=("consolidation", "reevaluation"), closed_at__isnull=True,
-            status__in=OPEN_STATUSES,
-        ).select_related("course").order_by("due")
-        return Response({
-            "course": CourseSerializer(course).data,
-            "consolidation": PlanItemSerializer(consolidation, many=True,
-                                                context={"lang": api_language(request)}).data,
-        })
+            course = services.course_stop(
+                course=course,
+                stop_date=data["stop_date"],
+                reason=data["reason"],
+                consolidation=data.get("consolidation", ""),
+                by=user_of(request),
+            )
+        consolidation = (
+            PlanItem.objects.filter(
+                patient_id=course.patient_id,
+                kind__in=("consolidation", "reevaluation"),
+                closed_at__isnull=True,
+                status__in=OPEN_STATUSES,
+            )
+            .select_related("course")
+            .order_by("due")
+        )
+        return Response(
+            {
+                "course": CourseSerializer(course).data,
+                "consolidation": PlanItemSerializer(
+                    consolidation, many=True, context={"lang": api_language(request)}
+                ).data,
+            }
+        )
 
 
 def _void_view(model: Any, service: Any, arg: str, out: Any, operation_id: str, summary: str) -> type[APIView]:
     class VoidView(APIView):
         permission_classes = [IsCareStaff]
 
-        @extend_schema(operation_id=operation_id, parameters=[id_parameter()], request=VoidSerializer,
-                       responses={200: out, **STAFF_ERRORS}, tags=["staff"], summary=summary)
+        @extend_schema(
+            operation_id=operation_id,
+            parameters=[id_parameter()],
+            request=VoidSerializer,
+            responses={200: out, **STAFF_ERRORS},
+            tags=["staff"],
+            summary=summary,
+        )
         @idempotent
         def post(self, request: Request, id: str) -> Response:
-            row = get_object_or_404(scoped_records(model, request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+            row = get_object_or_404(scoped_records(model, user_of(request)), public_id=uuid_or_404(id))
             body = VoidSerializer(data=request.data)
             body.is_valid(raise_exception=True)
-            voided = service(**{arg: row}, reason=body.validated_data["reason"], by=request.user)
+            voided = service(**{arg: row}, reason=body.validated_data["reason"], by=user_of(request))
             return Response(out(voided).data)
 
     VoidView.__name__ = VoidView.__qualname__ = f"{model.__name__}VoidView"
     return VoidView
 
 
-CourseVoidView = _void_view(TreatmentCourse, services.course_void, "course", CourseSerializer, "courses_void",
-                            "Void a course entered by mistake (its doses first), with a reason.")
-DoseVoidView = _void_view(DoseRecord, services.dose_void, "dose", DoseSerializer, "doses_void",
-                          "Void a dose entered by mistake, with a reason; the plan is rewritten.")
-LabVoidView = _void_view(LabResult, services.lab_void, "lab", LabSerializer, "labs_void",
-                         "Void a lab result entered by mistake, with a reason.")
-DentalEventVoidView = _void_view(DentalEvent, services.dental_event_void, "dental", DentalEventSerializer,
-                                 "dental_events_void", "Void a dental event entered by mistake, with a reason.")
+CourseVoidView = _void_view(
+    TreatmentCourse,
+    services.course_void,
+    "course",
+    CourseSerializer,
+    "courses_void",
+    "Void a course entered by mistake (its doses first), with a reason.",
+)
+DoseVoidView = _void_view(
+    DoseRecord,
+    services.dose_void,
+    "dose",
+    DoseSerializer,
+    "doses_void",
+    "Void a dose entered by mistake, with a reason; the plan is rewritten.",
+)
+LabVoidView = _void_view(
+    LabResult,
+    services.lab_void,
+    "lab",
+    LabSerializer,
+    "labs_void",
+    "Void a lab result entered by mistake, with a reason.",
+)
+DentalEventVoidView = _void_view(
+    DentalEvent,
+    services.dental_event_void,
+    "dental",
+    DentalEventSerializer,
+    "dental_events_void",
+    "Void a dental event entered by mistake, with a reason.",
+)
+ComedicationVoidView = _void_view(
+    Comedication,
+    services.comedication_void,
+    "comedication",
+    ComedicationSerializer,
+    "comedications_void",
+    "Void a co-medication entered by mistake, with a reason.",
+)
 
 
 class PatientDosesView(_PatientRecordsView):
     model = DoseRecord
     related = ("patient", "course")
 
-    @extend_schema(operation_id="doses_list", parameters=[id_parameter()],
-                   responses={200: DoseSerializer(many=True), **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="doses_list",
+        parameters=[id_parameter()],
+        responses={200: DoseSerializer(many=True), **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's doses, voided ones included."""
         return Response(DoseSerializer(self.rows(staff_patient(request, id)), many=True).data)
 
-    @extend_schema(operation_id="doses_record", parameters=[id_parameter()], request=DoseRecordSerializer,
-                   responses={201: DoseSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="doses_record",
+        parameters=[id_parameter()],
+        request=DoseRecordSerializer,
+        responses={201: DoseSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Record a dose with its lot and site; a blocked dose needs an override with a reason."""
@@ -566,23 +693,38 @@ class PatientDosesView(_PatientRecordsView):
             course = TreatmentCourse.objects.filter(patient=patient, public_id=course_id).first()
             if course is None:
                 raise CarnetError(_("This patient has no such course."), field="course")
-        with api_fields({"given_on": "given_at"}):
-            dose = services.dose_record(patient=patient, course=course, by=request.user,  # type: ignore[arg-type]
-                                        given_by=request.user, **data)  # type: ignore[arg-type]
+        # The one model-level constraint of a dose is "one per product and day" (given_at).
+        with api_fields({"given_on": "given_at", "non_field_errors": "given_at"}):
+            dose = services.dose_record(
+                patient=patient,
+                course=course,
+                by=user_of(request),
+                given_by=user_of(request),
+                **data,
+            )
         return Response(DoseSerializer(dose).data, status=status.HTTP_201_CREATED)
 
 
 class PatientLabsView(_PatientRecordsView):
     model = LabResult
 
-    @extend_schema(operation_id="labs_list", parameters=[id_parameter()],
-                   responses={200: LabSerializer(many=True), **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="labs_list",
+        parameters=[id_parameter()],
+        responses={200: LabSerializer(many=True), **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's lab results, voided ones included."""
         return Response(LabSerializer(self.rows(staff_patient(request, id)), many=True).data)
 
-    @extend_schema(operation_id="labs_add", parameters=[id_parameter()], request=LabAddSerializer,
-                   responses={201: LabSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="labs_add",
+        parameters=[id_parameter()],
+        request=LabAddSerializer,
+        responses={201: LabSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Add a lab result in any unit that fits the test; it is stored normalised."""
@@ -590,21 +732,30 @@ class PatientLabsView(_PatientRecordsView):
         body = LabAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         with api_fields({"value_entered": "value", "unit_entered": "unit", "drawn_on": "drawn_at"}):
-            lab = services.lab_add(patient=patient, by=request.user, **body.validated_data)  # type: ignore[arg-type]
+            lab = services.lab_add(patient=patient, by=user_of(request), **body.validated_data)
         return Response(LabSerializer(lab).data, status=status.HTTP_201_CREATED)
 
 
 class PatientDentalEventsView(_PatientRecordsView):
     model = DentalEvent
 
-    @extend_schema(operation_id="dental_events_list", parameters=[id_parameter()],
-                   responses={200: DentalEventSerializer(many=True), **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="dental_events_list",
+        parameters=[id_parameter()],
+        responses={200: DentalEventSerializer(many=True), **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's dental events, voided ones included."""
         return Response(DentalEventSerializer(self.rows(staff_patient(request, id)), many=True).data)
 
-    @extend_schema(operation_id="dental_events_add", parameters=[id_parameter()], request=DentalEventAddSerializer,
-                   responses={201: DentalEventSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="dental_events_add",
+        parameters=[id_parameter()],
+        request=DentalEventAddSerializer,
+        responses={201: DentalEventSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Add a dental event (exam, X-ray, extraction, clearance, ONJ finding)."""
@@ -612,26 +763,35 @@ class PatientDentalEventsView(_PatientRecordsView):
         body = DentalEventAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        event = services.dental_event_add(patient=patient, by=request.user, on=data.pop("date"), **data)  # type: ignore[arg-type]
+        event = services.dental_event_add(patient=patient, by=user_of(request), on=data.pop("date"), **data)
         return Response(DentalEventSerializer(event).data, status=status.HTTP_201_CREATED)
 
 
 class PatientComedicationsView(_PatientRecordsView):
     model = Comedication
 
-    @extend_schema(operation_id="comedications_list", parameters=[id_parameter()],
-                   responses={200: ComedicationSerializer(many=True), **READ_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="comedications_list",
+        parameters=[id_parameter()],
+        responses={200: ComedicationSerializer(many=True), **READ_ERRORS},
+        tags=["staff"],
+    )
     def get(self, request: Request, id: str) -> Response:
         """A patient's co-medications."""
         return Response(ComedicationSerializer(self.rows(staff_patient(request, id)), many=True).data)
 
-    @extend_schema(operation_id="comedications_add", parameters=[id_parameter()], request=ComedicationAddSerializer,
-                   responses={201: ComedicationSerializer, **STAFF_ERRORS}, tags=["staff"])
+    @extend_schema(
+        operation_id="comedications_add",
+        parameters=[id_parameter()],
+        request=ComedicationAddSerializer,
+        responses={201: ComedicationSerializer, **STAFF_ERRORS},
+        tags=["staff"],
+    )
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Add a co-medication the rules read (glucocorticoids, antiangiogenics, biologics)."""
         patient = staff_patient(request, id)
         body = ComedicationAddSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        comed = services.comedication_add(patient=patient, by=request.user, **body.validated_data)  # type: ignore[arg-type]
+        comed = services.comedication_add(patient=patient, by=user_of(request), **body.validated_data)
         return Response(ComedicationSerializer(comed).data, status=status.HTTP_201_CREATED)

@@ -488,10 +488,11 @@ class StoryBuilder:
 class RowWriter:
     """One INSERT for one model; ``write`` takes rows keyed by attname (missing keys get defaults)."""
 
-    def __init__(self, model: type[models.Model], connection: BaseDatabaseWrapper) -> None:
+    def __init__(self, model: type[models.Model], connection: BaseDatabaseWrapper, *, with_pk: bool = True) -> None:
         self.model = model
         self.connection = connection
-        self.fields = list(model._meta.concrete_fields)
+        # Rows without a reserved id leave the primary key to the database (identity/autoincrement).
+        self.fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(str(f.column)) for f in self.fields)
         marks = ", ".join(["%s"] * len(self.fields))
@@ -593,5 +594,5 @@ def stories_insert(stories: Sequence[Story], *, using: str = "default") -> list[
             if "course" in row:
                 course = row["course"]
                 row["course_id"] = course["id"] if course is not None else None
-        RowWriter(model, connection).write(rows)
+        RowWriter(model, connection, with_pk=bool(rows) and "id" in rows[0]).write(rows)
     return patient_ids

@@ -6,10 +6,13 @@ serializers only check types and choices; the services validate the facts and wr
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from rest_framework import serializers
 
 from patients.models import (
@@ -19,8 +22,8 @@ from patients.models import (
     DoseRecord,
     DoseUnit,
     InjectionSite,
-    Language,
     LabResult,
+    Language,
     Patient,
     Predisposition,
     Product,
@@ -51,6 +54,17 @@ class VoidFieldsMixin(serializers.Serializer):  # type: ignore[type-arg]
         return obj.voided_at is not None
 
 
+class AwareDateTimeField(serializers.DateTimeField):
+    """An instant with its UTC offset: a wall-clock time without one is ambiguous across time zones."""
+
+    default_error_messages = {"naive": _lazy("Give the time with its UTC offset (e.g. 2026-06-01T09:30:00+02:00).")}
+
+    def enforce_timezone(self, value: datetime) -> datetime:
+        if timezone.is_naive(value):
+            self.fail("naive")
+        return super().enforce_timezone(value)
+
+
 class TimezoneField(serializers.CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=64, validators=[validate_timezone], **kwargs)
@@ -78,9 +92,28 @@ class PatientSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     class Meta:
         model = Patient
         fields = (
-            "id", "care_team", "first_name", "last_name", "birth_date", "sex", "language", "timezone", "email",
-            "phone", "consent_email", "consent_push", "consent_sms", "weight_kg", "dialysis", "risk_factors",
-            "predispositions", "has_account", "overdue", "blocked", "created_at", "updated_at",
+            "id",
+            "care_team",
+            "first_name",
+            "last_name",
+            "birth_date",
+            "sex",
+            "language",
+            "timezone",
+            "email",
+            "phone",
+            "consent_email",
+            "consent_push",
+            "consent_sms",
+            "weight_kg",
+            "dialysis",
+            "risk_factors",
+            "predispositions",
+            "has_account",
+            "overdue",
+            "blocked",
+            "created_at",
+            "updated_at",
         )
         read_only_fields = fields
 
@@ -103,13 +136,21 @@ class PatientWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
     consent_email = serializers.BooleanField(required=False)
     consent_push = serializers.BooleanField(required=False)
     consent_sms = serializers.BooleanField(required=False)
-    weight_kg = serializers.DecimalField(max_digits=5, decimal_places=1, required=False, allow_null=True,
-                                         min_value=Decimal("0"), max_value=Decimal("1000"))
+    weight_kg = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=1,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0"),
+        max_value=Decimal("1000"),
+    )
     dialysis = serializers.BooleanField(required=False)
-    risk_factors = serializers.ListField(child=serializers.ChoiceField(choices=RiskFactor.choices), required=False,
-                                         max_length=10)
-    predispositions = serializers.ListField(child=serializers.ChoiceField(choices=Predisposition.choices),
-                                            required=False, max_length=10)
+    risk_factors = serializers.ListField(
+        child=serializers.ChoiceField(choices=RiskFactor.choices), required=False, max_length=10
+    )
+    predispositions = serializers.ListField(
+        child=serializers.ChoiceField(choices=Predisposition.choices), required=False, max_length=10
+    )
 
 
 # --- courses --------------------------------------------------------------------------------
@@ -123,8 +164,20 @@ class CourseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: i
     class Meta:
         model = TreatmentCourse
         fields = (
-            "id", "patient", "protocol", "indication", "start_date", "planned_duration_months", "stop_date",
-            "stop_reason", "consolidation", "response", "active", "voided", "voided_at", "void_reason",
+            "id",
+            "patient",
+            "protocol",
+            "indication",
+            "start_date",
+            "planned_duration_months",
+            "stop_date",
+            "stop_reason",
+            "consolidation",
+            "response",
+            "active",
+            "voided",
+            "voided_at",
+            "void_reason",
             "recorded_at",
         )
         read_only_fields = fields
@@ -141,9 +194,12 @@ class CourseStopSerializer(serializers.Serializer):  # type: ignore[type-arg]
     stop_date = serializers.DateField()
     reason = serializers.CharField(max_length=2000)
     consolidation = serializers.ChoiceField(
-        choices=[(Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
-                 (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label)],
-        required=False, allow_blank=True,
+        choices=[
+            (Protocol.ZOLEDRONIC_OP.value, Protocol.ZOLEDRONIC_OP.label),
+            (Protocol.ALENDRONATE_OP.value, Protocol.ALENDRONATE_OP.label),
+        ],
+        required=False,
+        allow_blank=True,
         help_text="Denosumab 60 mg only; zoledronic acid 5 mg when left out (CONS-01).",
     )
 
@@ -163,9 +219,24 @@ class DoseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ign
     class Meta:
         model = DoseRecord
         fields = (
-            "id", "patient", "course", "product", "dose_value", "dose_unit", "route", "given_at", "given_on",
-            "injection_site", "lot_number", "source", "override_reason", "override_flags", "voided", "voided_at",
-            "void_reason", "recorded_at",
+            "id",
+            "patient",
+            "course",
+            "product",
+            "dose_value",
+            "dose_unit",
+            "route",
+            "given_at",
+            "given_on",
+            "injection_site",
+            "lot_number",
+            "source",
+            "override_reason",
+            "override_flags",
+            "voided",
+            "voided_at",
+            "void_reason",
+            "recorded_at",
         )
         read_only_fields = fields
 
@@ -173,25 +244,33 @@ class DoseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ign
 class DoseRecordSerializer(serializers.Serializer):  # type: ignore[type-arg]
     course = serializers.UUIDField(required=False, allow_null=True, help_text="The patient's treatment course.")
     product = serializers.ChoiceField(choices=Product.choices)
-    dose_value = serializers.DecimalField(max_digits=8, decimal_places=1, min_value=Decimal("0"),
-                                          max_value=Decimal("1000000"))
+    dose_value = serializers.DecimalField(
+        max_digits=8, decimal_places=1, min_value=Decimal("0"), max_value=Decimal("1000000")
+    )
     dose_unit = serializers.ChoiceField(choices=DoseUnit.choices)
     route = serializers.ChoiceField(choices=Route.choices)
-    given_at = serializers.DateTimeField(help_text="An instant with its offset; the local date anchors the plan.")
+    given_at = AwareDateTimeField(help_text="An instant with its offset; the local date anchors the plan.")
     injection_site = serializers.ChoiceField(choices=InjectionSite.choices, required=False, allow_blank=True)
     lot_number = serializers.CharField(max_length=40, required=False, allow_blank=True)
-    source = serializers.ChoiceField(
-        choices=[(DoseRecord.Source.STAFF.value, DoseRecord.Source.STAFF.label),
-                 (DoseRecord.Source.HISTORY.value, DoseRecord.Source.HISTORY.label)],
-        required=False, default=DoseRecord.Source.STAFF,
+    source = serializers.ChoiceField(  # type: ignore[assignment]  # the API field is named like Field.source
+        choices=[
+            (DoseRecord.Source.STAFF.value, DoseRecord.Source.STAFF.label),
+            (DoseRecord.Source.HISTORY.value, DoseRecord.Source.HISTORY.label),
+        ],
+        required=False,
+        default=DoseRecord.Source.STAFF,
     )
-    override_reason = serializers.CharField(max_length=2000, required=False, allow_blank=True,
-                                            help_text="Emergency override of a blocking flag, with its reason.")
+    override_reason = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_blank=True,
+        help_text="Emergency override of a blocking flag, with its reason.",
+    )
 
 
 class VitaminDSelfReportSerializer(serializers.Serializer):  # type: ignore[type-arg]
     dose_iu = serializers.IntegerField(min_value=1, max_value=1_000_000, help_text="Cholecalciferol, in IU.")
-    taken_at = serializers.DateTimeField(help_text="When the dose was taken, with its offset.")
+    taken_at = AwareDateTimeField(help_text="When the dose was taken, with its offset.")
 
 
 # --- labs, dental events, co-medications ----------------------------------------------------
@@ -208,25 +287,46 @@ class LabSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: igno
     class Meta:
         model = LabResult
         fields = (
-            "id", "patient", "test", "value", "unit", "value_normalised", "unit_normalised", "albumin_g_l",
-            "corrected_calcium_mmol_l", "reference_low", "reference_high", "drawn_at", "drawn_on", "voided",
-            "voided_at", "void_reason", "recorded_at",
+            "id",
+            "patient",
+            "test",
+            "value",
+            "unit",
+            "value_normalised",
+            "unit_normalised",
+            "albumin_g_l",
+            "corrected_calcium_mmol_l",
+            "reference_low",
+            "reference_high",
+            "drawn_at",
+            "drawn_on",
+            "voided",
+            "voided_at",
+            "void_reason",
+            "recorded_at",
         )
         read_only_fields = fields
 
 
 def _decimal(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("-1000000"),
-                                    max_value=Decimal("1000000"), **kwargs)
+    return serializers.DecimalField(
+        max_digits=10, decimal_places=3, min_value=Decimal("-1000000"), max_value=Decimal("1000000"), **kwargs
+    )
 
 
 class LabAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
     test = serializers.ChoiceField(choices=LabResult.Test.choices)
     value = _decimal()
     unit = serializers.CharField(max_length=20, help_text="A unit that fits the test (e.g. mmol/L or mg/L).")
-    drawn_at = serializers.DateTimeField()
-    albumin_g_l = serializers.DecimalField(max_digits=5, decimal_places=1, required=False, allow_null=True,
-                                           min_value=Decimal("0"), max_value=Decimal("1000"))
+    drawn_at = AwareDateTimeField()
+    albumin_g_l = serializers.DecimalField(
+        max_digits=5,
+        decimal_places=1,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0"),
+        max_value=Decimal("1000"),
+    )
     reference_low = _decimal(required=False, allow_null=True)
     reference_high = _decimal(required=False, allow_null=True)
 
@@ -234,18 +334,33 @@ class LabAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
         """The unit must fit the test, and the value be plausible (messages in the reader's language)."""
         spec = LAB_TESTS[attrs["test"]]
         if attrs["unit"] not in spec.factors:
-            raise serializers.ValidationError({"unit": _("Unit %(unit)s does not fit %(test)s; use one of: "
-                                                         "%(accepted)s.") % {
-                "unit": attrs["unit"], "test": spec.label, "accepted": ", ".join(spec.factors)}})
+            raise serializers.ValidationError(
+                {
+                    "unit": _("Unit %(unit)s does not fit %(test)s; use one of: %(accepted)s.")
+                    % {"unit": attrs["unit"], "test": spec.label, "accepted": ", ".join(spec.factors)}
+                }
+            )
         try:
             normalise(attrs["test"], attrs["value"], attrs["unit"])
         except UnitError as exc:
             low, high = spec.plausible
-            raise serializers.ValidationError({"value": _("%(test)s %(value)s %(unit)s is outside the plausible "
-                                                          "range %(low)s–%(high)s %(stored)s; check the value "
-                                                          "and its unit.") % {
-                "test": spec.label, "value": attrs["value"], "unit": attrs["unit"], "low": low, "high": high,
-                "stored": spec.unit}}) from exc
+            raise serializers.ValidationError(
+                {
+                    "value": _(
+                        "%(test)s %(value)s %(unit)s is outside the plausible "
+                        "range %(low)s–%(high)s %(stored)s; check the value "
+                        "and its unit."
+                    )
+                    % {
+                        "test": spec.label,
+                        "value": attrs["value"],
+                        "unit": attrs["unit"],
+                        "low": low,
+                        "high": high,
+                        "stored": spec.unit,
+                    }
+                }
+            ) from exc
         return attrs
 
 
@@ -255,8 +370,18 @@ class DentalEventSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # ty
 
     class Meta:
         model = DentalEvent
-        fields = ("id", "patient", "event", "date", "dentist", "notes", "voided", "voided_at", "void_reason",
-                  "recorded_at")
+        fields = (
+            "id",
+            "patient",
+            "event",
+            "date",
+            "dentist",
+            "notes",
+            "voided",
+            "voided_at",
+            "void_reason",
+            "recorded_at",
+        )
         read_only_fields = fields
 
 
@@ -273,16 +398,33 @@ class ComedicationSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # t
 
     class Meta:
         model = Comedication
-        fields = ("id", "patient", "name", "drug_class", "mg_per_day", "start_date", "stop_date", "voided",
-                  "voided_at", "void_reason", "recorded_at")
+        fields = (
+            "id",
+            "patient",
+            "name",
+            "drug_class",
+            "mg_per_day",
+            "start_date",
+            "stop_date",
+            "voided",
+            "voided_at",
+            "void_reason",
+            "recorded_at",
+        )
         read_only_fields = fields
 
 
 class ComedicationAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
     name = serializers.CharField(max_length=120)
     drug_class = serializers.ChoiceField(choices=Comedication.DrugClass.choices)
-    mg_per_day = serializers.DecimalField(max_digits=7, decimal_places=2, required=False, allow_null=True,
-                                          min_value=Decimal("0"), max_value=Decimal("100000"))
+    mg_per_day = serializers.DecimalField(
+        max_digits=7,
+        decimal_places=2,
+        required=False,
+        allow_null=True,
+        min_value=Decimal("0"),
+        max_value=Decimal("100000"),
+    )
     start_date = serializers.DateField()
     stop_date = serializers.DateField(required=False, allow_null=True)
 

@@ -272,7 +272,7 @@ def _void(record: MedicalRecord, *, reason: str, by: User | None) -> None:
 
 @transaction.atomic
 def dose_void(*, dose: DoseRecord, reason: str, by: User | None) -> DoseRecord:
-    locked = DoseRecord.objects.select_for_update().select_related("patient").get(pk=dose.pk)
+    locked = DoseRecord.objects.select_for_update(of=("self",)).select_related("patient").get(pk=dose.pk)
     _void(locked, reason=reason, by=by)
     _replan(locked.patient)
     return locked
@@ -280,7 +280,7 @@ def dose_void(*, dose: DoseRecord, reason: str, by: User | None) -> DoseRecord:
 
 @transaction.atomic
 def course_void(*, course: TreatmentCourse, reason: str, by: User | None) -> TreatmentCourse:
-    locked = TreatmentCourse.objects.select_for_update().select_related("patient").get(pk=course.pk)
+    locked = TreatmentCourse.objects.select_for_update(of=("self",)).select_related("patient").get(pk=course.pk)
     if locked.doses.filter(voided_at__isnull=True).exists():
         raise CarnetError("Void this course's doses first.", field="course", code="has_doses")
     _void(locked, reason=reason, by=by)
@@ -325,7 +325,7 @@ def lab_add(
 
 @transaction.atomic
 def lab_void(*, lab: LabResult, reason: str, by: User | None) -> LabResult:
-    locked = LabResult.objects.select_for_update().select_related("patient").get(pk=lab.pk)
+    locked = LabResult.objects.select_for_update(of=("self",)).select_related("patient").get(pk=lab.pk)
     _void(locked, reason=reason, by=by)
     _replan(locked.patient)
     return locked
@@ -344,7 +344,7 @@ def dental_event_add(
 
 @transaction.atomic
 def dental_event_void(*, dental: DentalEvent, reason: str, by: User | None) -> DentalEvent:
-    locked = DentalEvent.objects.select_for_update().select_related("patient").get(pk=dental.pk)
+    locked = DentalEvent.objects.select_for_update(of=("self",)).select_related("patient").get(pk=dental.pk)
     _void(locked, reason=reason, by=by)
     _replan(locked.patient)
     return locked
@@ -378,7 +378,7 @@ def comedication_add(
 
 @transaction.atomic
 def comedication_void(*, comedication: Comedication, reason: str, by: User | None) -> Comedication:
-    locked = Comedication.objects.select_for_update().select_related("patient").get(pk=comedication.pk)
+    locked = Comedication.objects.select_for_update(of=("self",)).select_related("patient").get(pk=comedication.pk)
     _void(locked, reason=reason, by=by)
     _replan(locked.patient)
     return locked

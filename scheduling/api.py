@@ -1,7 +1,7 @@
 """Plan endpoints: the stored plan (patient and staff), the calendar feed link, appointments,
 the worklist, escalations, and the preview (a plan computed from facts in the request, storing nothing).
 
-Reads are scoped to ``request.user`` (their own plan, or their care teams' patients); writes go
+Reads are scoped to ``user_of(request)`` (their own plan, or their care teams' patients); writes go
 through ``scheduling.appointments``, ``scheduling.services``, ``scheduling.feeds`` and
 ``notifications.services``. Flags are explained in the reader's language.
 """
@@ -31,11 +31,11 @@ from backend.api import (
     errors,
     id_parameter,
     problem,
+    user_of,
     uuid_or_404,
 )
 from backend.errors import CarnetError, NotFound
 from idempotency.services import idempotent
-from notifications.services import escalation_messages_stop
 from patients.api import scoped_patients, scoped_records, staff_patient
 from patients.models import Patient, User
 from scheduling import appointments as appointment_services
@@ -52,7 +52,6 @@ from scheduling.serializers import (
     AppointmentSerializer,
     EscalationResolveSerializer,
     EscalationSerializer,
-    PlanItemSerializer,
     PlanSerializer,
     WorklistItemSerializer,
     flag_out,
@@ -145,7 +144,7 @@ class MePlanView(APIView):
     @extend_schema(operation_id="me_plan", responses={200: PlanSerializer, **errors(401, 403, 429)}, tags=["me"])
     def get(self, request: Request) -> Response:
         """My upcoming plan: each item's window and status, each flag explained in my language."""
-        patient: Patient = request.user.patient  # type: ignore[union-attr]  # IsPatient checked it
+        patient: Patient = user_of(request).patient
         lang = api_language(request, patient.language)
         return Response(PlanSerializer(plan_data(patient, lang=lang), context={"lang": lang}).data)
 
@@ -206,17 +205,17 @@ class MeCalendarFeedView(APIView):
     )
     def get(self, request: Request) -> Response:
         """My calendar link's state. The secret link itself is shown only when issued (rotate)."""
-        return Response(CalendarFeedSerializer(_feed_data(_live_feed(request.user.patient))).data)  # type: ignore[union-attr]
+        return Response(CalendarFeedSerializer(_feed_data(_live_feed(user_of(request).patient))).data)
 
     @extend_schema(
         operation_id="me_calendar_feed_revoke", responses={204: None, **errors(401, 403, 404, 429)}, tags=["me"]
     )
     def delete(self, request: Request) -> Response:
         """Revoke my calendar link: calendar apps stop receiving updates."""
-        feed = _live_feed(request.user.patient)  # type: ignore[union-attr]
+        feed = _live_feed(user_of(request).patient)
         if feed is None:
             raise NotFound(_("There is no calendar link to revoke."))
-        feeds.feed_revoke(feed=feed, by=request.user)  # type: ignore[arg-type]
+        feeds.feed_revoke(feed=feed, by=user_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -234,7 +233,7 @@ class MeCalendarFeedRotateView(APIView):
         """Issue my calendar link, or replace it (the old link stops working at once)."""
         body = CalendarFeedRotateSerializer(data=request.data if isinstance(request.data, dict) else None)
         body.is_valid(raise_exception=True)
-        user: User = request.user  # type: ignore[assignment]
+        user: User = user_of(request)
         patient = user.patient
         precise = body.validated_data.get("precise_titles")
         with transaction.atomic():
@@ -259,7 +258,7 @@ class WorklistView(ListAPIView):  # type: ignore[type-arg]
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[PlanItem]:
-        return worklist_items(team_ids=staff_team_ids(self.request.user))  # type: ignore[arg-type]
+        return worklist_items(team_ids=staff_team_ids(user_of(self.request)))
 
     def get_serializer_context(self) -> dict[str, Any]:
         return {**super().get_serializer_context(), "lang": api_language(self.request)}
@@ -305,7 +304,7 @@ class AppointmentListView(ListAPIView):  # type: ignore[type-arg]
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Appointment]:
-        qs = scoped_appointments(self.request.user)  # type: ignore[arg-type]
+        qs = scoped_appointments(user_of(self.request))
         start, end = _date_param(self.request, "from"), _date_param(self.request, "to")
         if start:
             qs = qs.filter(starts_at__date__gte=start)
@@ -343,17 +342,17 @@ class AppointmentListView(ListAPIView):  # type: ignore[type-arg]
         body = AppointmentBookSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        user: User = request.user  # type: ignore[assignment]
+        user: User = user_of(request)
         item = PlanItem.objects.filter(patient__in=scoped_patients(user), public_id=data["plan_item"]).first()
         if item is None:
             raise CarnetError(_("No such plan item among your patients."), field="plan_item")
-        nurse = user
+        nurse: User | None = user
         if data.get("nurse"):
             nurse = User.objects.filter(
                 public_id=data["nurse"], memberships__care_team_id=item.patient.care_team_id
-            ).first()  # type: ignore[assignment]
-            if nurse is None:
-                raise CarnetError(_("No such nurse in this patient's care team."), field="nurse")
+            ).first()
+        if nurse is None:
+            raise CarnetError(_("No such nurse in this patient's care team."), field="nurse")
         appointment = appointment_services.appointment_book(
             plan_item=item,
             starts_at=data["starts_at"],
@@ -378,7 +377,7 @@ class AppointmentDetailView(APIView):
     )
     def get(self, request: Request, id: str) -> Response:
         """One appointment."""
-        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        appointment = get_object_or_404(scoped_appointments(user_of(request)), public_id=uuid_or_404(id))
         return Response(AppointmentSerializer(appointment).data)
 
 
@@ -395,7 +394,7 @@ class AppointmentMoveView(APIView):
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Move an appointment; outside the due window, say why."""
-        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        appointment = get_object_or_404(scoped_appointments(user_of(request)), public_id=uuid_or_404(id))
         body = AppointmentMoveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
@@ -403,10 +402,10 @@ class AppointmentMoveView(APIView):
             appointment=appointment,
             starts_at=data["starts_at"],
             ends_at=data.get("ends_at"),
-            by=request.user,  # type: ignore[arg-type]
+            by=user_of(request),
             out_of_window_reason=data.get("out_of_window_reason", ""),
         )
-        return Response(AppointmentSerializer(scoped_appointments(request.user).get(pk=appointment.pk)).data)  # type: ignore[arg-type]
+        return Response(AppointmentSerializer(scoped_appointments(user_of(request)).get(pk=appointment.pk)).data)
 
 
 class AppointmentCancelView(APIView):
@@ -422,15 +421,15 @@ class AppointmentCancelView(APIView):
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Cancel an appointment, with a reason."""
-        appointment = get_object_or_404(scoped_appointments(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        appointment = get_object_or_404(scoped_appointments(user_of(request)), public_id=uuid_or_404(id))
         body = AppointmentCancelSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         appointment_services.appointment_cancel(
             appointment=appointment,
-            by=request.user,  # type: ignore[arg-type]
+            by=user_of(request),
             reason=body.validated_data["reason"],
         )
-        return Response(AppointmentSerializer(scoped_appointments(request.user).get(pk=appointment.pk)).data)  # type: ignore[arg-type]
+        return Response(AppointmentSerializer(scoped_appointments(user_of(request)).get(pk=appointment.pk)).data)
 
 
 # --- escalations ------------------------------------------------------------------------------
@@ -452,7 +451,7 @@ class EscalationListView(ListAPIView):  # type: ignore[type-arg]
     pagination_class = Pagination
 
     def get_queryset(self) -> QuerySet[Escalation]:
-        qs = scoped_escalations(self.request.user)  # type: ignore[arg-type]
+        qs = scoped_escalations(user_of(self.request))
         wanted = (self.request.query_params.get("open") or "").lower()
         if wanted in ("true", "1"):
             qs = qs.filter(resolved_at__isnull=True)
@@ -491,11 +490,9 @@ class EscalationAcknowledgeView(APIView):
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Acknowledge an escalation level: its repeated alerts stop."""
-        escalation = get_object_or_404(scoped_escalations(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
-        with transaction.atomic():
-            escalation = plan_services.escalation_acknowledge(escalation=escalation, by=request.user)  # type: ignore[arg-type]
-            escalation_messages_stop(escalation=escalation)
-        return Response(EscalationSerializer(scoped_escalations(request.user).get(pk=escalation.pk)).data)  # type: ignore[arg-type]
+        escalation = get_object_or_404(scoped_escalations(user_of(request)), public_id=uuid_or_404(id))
+        escalation = plan_services.escalation_acknowledge(escalation=escalation, by=user_of(request))
+        return Response(EscalationSerializer(scoped_escalations(user_of(request)).get(pk=escalation.pk)).data)
 
 
 class EscalationResolveView(APIView):
@@ -511,14 +508,12 @@ class EscalationResolveView(APIView):
     @idempotent
     def post(self, request: Request, id: str) -> Response:
         """Resolve an escalation with the decision taken; its pending alerts are cancelled."""
-        escalation = get_object_or_404(scoped_escalations(request.user), public_id=uuid_or_404(id))  # type: ignore[arg-type]
+        escalation = get_object_or_404(scoped_escalations(user_of(request)), public_id=uuid_or_404(id))
         body = EscalationResolveSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        with transaction.atomic():
-            escalation = plan_services.escalation_resolve(
-                escalation=escalation,
-                by=request.user,  # type: ignore[arg-type]
-                resolution=body.validated_data["resolution"],
-            )
-            escalation_messages_stop(escalation=escalation)
-        return Response(EscalationSerializer(scoped_escalations(request.user).get(pk=escalation.pk)).data)  # type: ignore[arg-type]
+        escalation = plan_services.escalation_resolve(
+            escalation=escalation,
+            by=user_of(request),
+            resolution=body.validated_data["resolution"],
+        )
+        return Response(EscalationSerializer(scoped_escalations(user_of(request)).get(pk=escalation.pk)).data)

@@ -117,7 +117,7 @@ def appointment_book(
     """Book ``nurse`` for ``plan_item``; one booked appointment per item, no overlap per nurse."""
     ends_at = ends_at or starts_at + DEFAULT_DURATION
     _check_times(starts_at, ends_at)
-    item = PlanItem.objects.select_for_update().select_related("patient").get(pk=plan_item.pk)
+    item = PlanItem.objects.select_for_update(of=("self",)).select_related("patient").get(pk=plan_item.pk)
     patient = item.patient
     if not item.is_open:
         raise CarnetError(
@@ -158,7 +158,7 @@ def appointment_move(
     out_of_window_reason: str = "",
 ) -> Appointment:
     """Move a booked appointment (same UID in calendars, higher SEQUENCE); keeps its length by default."""
-    locked = Appointment.objects.select_for_update().select_related("patient", "plan_item").get(pk=appointment.pk)
+    locked = Appointment.objects.select_for_update(of=("self",)).select_related("patient", "plan_item").get(pk=appointment.pk)
     if locked.status != Appointment.Status.BOOKED:
         raise CarnetError(
             f"This appointment is {locked.status}; it cannot be moved.", field="appointment", code="not_booked"
@@ -186,7 +186,7 @@ def appointment_cancel(*, appointment: Appointment, by: User, reason: str) -> Ap
     """Cancel with a reason (kept in the history); calendars show it CANCELLED for 30 days."""
     if not reason.strip():
         raise CarnetError("Say why the appointment is cancelled.", field="reason", code="required")
-    locked = Appointment.objects.select_for_update().select_related("patient").get(pk=appointment.pk)
+    locked = Appointment.objects.select_for_update(of=("self",)).select_related("patient").get(pk=appointment.pk)
     _check_staff(by, locked.patient, field="by", who="person cancelling it")
     if locked.status == Appointment.Status.CANCELLED:
         return locked

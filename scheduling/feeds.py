@@ -138,7 +138,7 @@ def feed_create(
 
 
 def _locked_live(feed: CalendarFeed) -> CalendarFeed:
-    locked = CalendarFeed.objects.select_for_update().select_related("patient").get(pk=feed.pk)
+    locked = CalendarFeed.objects.select_for_update(of=("self",)).select_related("patient").get(pk=feed.pk)
     if locked.revoked_at is not None:
         raise CarnetError("This feed was revoked; create a new one.", field="feed", code="revoked")
     return locked
@@ -157,7 +157,7 @@ def feed_rotate(*, feed: CalendarFeed, by: User) -> tuple[CalendarFeed, str]:
 
 @transaction.atomic
 def feed_revoke(*, feed: CalendarFeed, by: User) -> CalendarFeed:
-    locked = CalendarFeed.objects.select_for_update().select_related("patient").get(pk=feed.pk)
+    locked = CalendarFeed.objects.select_for_update(of=("self",)).select_related("patient").get(pk=feed.pk)
     _check_may_manage(locked, by)
     if locked.revoked_at is None:
         locked.revoked_at = timezone.now()

@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from patients.serializers import AwareDateTimeField
 from scheduling.models import Appointment, Escalation, PlanItem
 from scheduling.rules.flags import message as flag_message
 from scheduling.rules.unblock import unblock_hint
@@ -50,39 +51,60 @@ def flag_out(flag: dict[str, Any], lang: str) -> dict[str, Any]:
 class PlanItemSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
     id = serializers.UUIDField(source="public_id", read_only=True)
     course = serializers.UUIDField(source="course.public_id", read_only=True, allow_null=True, default=None)
-    escalation = serializers.DictField(child=serializers.DateField(), read_only=True,
-                                       help_text="The date each escalation level opens (L1…L4).")
+    escalation = serializers.DictField(
+        child=serializers.DateField(), read_only=True, help_text="The date each escalation level opens (L1…L4)."
+    )
     blocked_by = serializers.ListField(child=serializers.CharField(), read_only=True)
     flags = serializers.SerializerMethodField()
     blocks = serializers.SerializerMethodField()
 
     class Meta:
         model = PlanItem
-        fields = (
-            "id", "kind", "protocol", "product", "dose_mg", "phase", "ordinal", "rule", "course", "due",
-            "window_start", "window_end", "reminder_on", "status", "level", "days_late", "escalation",
-            "blocked_by", "blocks", "flags", "version",
+        fields: tuple[str, ...] = (
+            "id",
+            "kind",
+            "protocol",
+            "product",
+            "dose_mg",
+            "phase",
+            "ordinal",
+            "rule",
+            "course",
+            "due",
+            "window_start",
+            "window_end",
+            "reminder_on",
+            "status",
+            "level",
+            "days_late",
+            "escalation",
+            "blocked_by",
+            "blocks",
+            "flags",
+            "version",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     @extend_schema_field(FlagSerializer(many=True))
-    def get_flags(self, item: PlanItem) -> list[dict[str, Any]]:
+    def get_flags(self, item: PlanItem) -> Any:
         return FlagSerializer([flag_out(f, _lang(self)) for f in item.flags if isinstance(f, dict)], many=True).data
 
     @extend_schema_field(BlockSerializer(many=True))
-    def get_blocks(self, item: PlanItem) -> list[dict[str, Any]]:
+    def get_blocks(self, item: PlanItem) -> Any:
         by_code = {f.get("code"): f for f in item.flags if isinstance(f, dict)}
         out = []
         for code in item.blocked_by:
             flag = by_code.get(code, {})
             params = flag.get("params") or {}
-            out.append({
-                "code": code,
-                "rule": str(flag.get("rule", "")),
-                "message": flag_message(code, _lang(self), params if isinstance(params, dict) else {}),
-                "unblock": unblock_hint(code, _lang(self)),
-                "override_allowed": bool(flag.get("override_allowed", False)),
-            })
+            out.append(
+                {
+                    "code": code,
+                    "rule": str(flag.get("rule", "")),
+                    "message": flag_message(code, _lang(self), params if isinstance(params, dict) else {}),
+                    "unblock": unblock_hint(code, _lang(self)),
+                    "override_allowed": bool(flag.get("override_allowed", False)),
+                }
+            )
         return BlockSerializer(out, many=True).data
 
 
@@ -110,26 +132,39 @@ class AppointmentSerializer(serializers.ModelSerializer):  # type: ignore[type-a
     class Meta:
         model = Appointment
         fields = (
-            "id", "patient", "care_team", "plan_item", "nurse", "starts_at", "ends_at", "status",
-            "out_of_window_reason", "sequence", "created_at", "updated_at", "cancelled_at",
+            "id",
+            "patient",
+            "care_team",
+            "plan_item",
+            "nurse",
+            "starts_at",
+            "ends_at",
+            "status",
+            "out_of_window_reason",
+            "sequence",
+            "created_at",
+            "updated_at",
+            "cancelled_at",
         )
         read_only_fields = fields
 
 
 class AppointmentBookSerializer(serializers.Serializer):  # type: ignore[type-arg]
     plan_item = serializers.UUIDField(help_text="The plan item to book (one of your care teams' patients).")
-    starts_at = serializers.DateTimeField()
-    ends_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: 30 minutes later.")
+    starts_at = AwareDateTimeField()
+    ends_at = AwareDateTimeField(required=False, allow_null=True, help_text="Default: 30 minutes later.")
     nurse = serializers.UUIDField(required=False, allow_null=True, help_text="Default: you.")
     out_of_window_reason = serializers.CharField(
-        max_length=2000, required=False, allow_blank=True,
+        max_length=2000,
+        required=False,
+        allow_blank=True,
         help_text="Required to book outside the item's due window: say why.",
     )
 
 
 class AppointmentMoveSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    starts_at = serializers.DateTimeField()
-    ends_at = serializers.DateTimeField(required=False, allow_null=True, help_text="Default: keeps the length.")
+    starts_at = AwareDateTimeField()
+    ends_at = AwareDateTimeField(required=False, allow_null=True, help_text="Default: keeps the length.")
     out_of_window_reason = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
 
@@ -144,14 +179,28 @@ class EscalationSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
     kind = serializers.CharField(source="plan_item.kind", read_only=True)
     due = serializers.DateField(source="plan_item.due", read_only=True)
     notify = serializers.ListField(child=serializers.CharField(), read_only=True)
-    acknowledged_by = serializers.UUIDField(source="acknowledged_by.public_id", read_only=True, allow_null=True,
-                                            default=None)
+    acknowledged_by = serializers.UUIDField(
+        source="acknowledged_by.public_id", read_only=True, allow_null=True, default=None
+    )
 
     class Meta:
         model = Escalation
         fields = (
-            "id", "patient", "plan_item", "kind", "due", "level", "rule", "severity", "notify", "opened_at",
-            "opened_on", "acknowledged_at", "acknowledged_by", "resolved_at", "resolution",
+            "id",
+            "patient",
+            "plan_item",
+            "kind",
+            "due",
+            "level",
+            "rule",
+            "severity",
+            "notify",
+            "opened_at",
+            "opened_on",
+            "acknowledged_at",
+            "acknowledged_by",
+            "resolved_at",
+            "resolution",
         )
         read_only_fields = fields
 
@@ -170,8 +219,9 @@ class WorklistEscalationSerializer(serializers.Serializer):  # type: ignore[type
 
 class WorklistItemSerializer(PlanItemSerializer):
     patient = PatientRefSerializer(read_only=True)
-    rebound_risk = serializers.BooleanField(read_only=True, help_text="Denosumab more than 7 months after the "
-                                                                      "last dose (OP-05).")
+    rebound_risk = serializers.BooleanField(
+        read_only=True, help_text="Denosumab more than 7 months after the last dose (OP-05)."
+    )
     escalations = WorklistEscalationSerializer(many=True, read_only=True)
 
     class Meta(PlanItemSerializer.Meta):

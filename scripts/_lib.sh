@@ -62,7 +62,7 @@ python_ensure() {
 
 # The folders the filesystem Celery broker reads and writes (backend/settings.py).
 broker_dirs_ensure() {
-    mkdir -p "$VAR/broker/out" "$VAR/broker/processed"
+    mkdir -p "$VAR/broker/out" "$VAR/broker/processed" "$VAR/broker/control"
 }
 
 # A free TCP port on 127.0.0.1, the preferred one when it is free.

@@ -11,6 +11,7 @@ either marker is never skipped, so a run that silently fell back to SQLite fails
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
@@ -44,3 +45,12 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     assert url.startswith("redis://"), "REDIS_URL is not set: run through `bash scripts/test`"
     return url
+
+
+@pytest.fixture(autouse=True)
+def _english_outside_requests() -> Iterator[None]:
+    """Model and service messages are asserted in English; requests still negotiate (fr default)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield

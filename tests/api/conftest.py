@@ -76,8 +76,13 @@ def make_patient(team: Any, by: Any, email: str, **fields: Any) -> Any:
     from patients.models import User
 
     user = User.objects.create_user(email, PASSWORD, role="patient")
-    values = {"first_name": "Jeanne", "last_name": "Martin", "birth_date": date(1956, 4, 12), "sex": "F",
-              "language": "en"}
+    values = {
+        "first_name": "Jeanne",
+        "last_name": "Martin",
+        "birth_date": date(1956, 4, 12),
+        "sex": "F",
+        "language": "en",
+    }
     values.update(fields)
     return services.patient_create(care_team=team, by=by, user=user, **values)
 
@@ -86,16 +91,30 @@ def give_denosumab(patient: Any, course: Any, by: Any, when: datetime, **extra: 
     from patients import services
 
     values: dict[str, Any] = {
-        "patient": patient, "course": course, "product": "denosumab", "dose_value": Decimal(60),
-        "dose_unit": "mg", "route": "SC", "given_at": when, "by": by, "given_by": by,
-        "injection_site": "abdomen", "lot_number": "LOT-42A",
+        "patient": patient,
+        "course": course,
+        "product": "denosumab",
+        "dose_value": Decimal(60),
+        "dose_unit": "mg",
+        "route": "SC",
+        "given_at": when,
+        "by": by,
+        "given_by": by,
+        "injection_site": "abdomen",
+        "lot_number": "LOT-42A",
     }
     values.update(extra)
     return services.dose_record(**values)
 
 
 @pytest.fixture
-def world(db: Any) -> World:
+def world(db: Any, settings: Any) -> World:
+    # Password hashing is not what these tests are about: a fast hasher keeps the matrix quick.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    return build_world()
+
+
+def build_world() -> World:
     from notifications.services import device_register
     from patients import services
     from patients.models import CareTeam
@@ -113,31 +132,72 @@ def world(db: Any) -> World:
     }
     nurse1 = users["nurse1"]
     patient_a = make_patient(team1, nurse1, "patient.a@example.org", first_name="Alice", last_name="Arnaud")
-    patient_b = make_patient(team2, users["nurse2"], "patient.b@example.org", first_name="Berthe",
-                             last_name="Bernard")
+    patient_b = make_patient(team2, users["nurse2"], "patient.b@example.org", first_name="Berthe", last_name="Bernard")
     users["patient_a"] = patient_a.user
     users["patient_b"] = patient_b.user
     # Denosumab 60 mg given 230 days ago: the next injection is overdue (OP-04 ladder open).
     services.dental_event_add(patient=patient_a, event="exam", on=day_ago(260), by=nurse1)
-    services.lab_add(patient=patient_a, test="calcium_total", value=Decimal("2.35"), unit="mmol/L",
-                     drawn_at=days_ago(235), albumin_g_l=Decimal("40"), by=nurse1)
-    course_a = services.course_start(patient=patient_a, protocol="denosumab_op_60mg_q6m", start_date=day_ago(230),
-                                     by=nurse1)
+    services.lab_add(
+        patient=patient_a,
+        test="calcium_total",
+        value=Decimal("2.35"),
+        unit="mmol/L",
+        drawn_at=days_ago(235),
+        albumin_g_l=Decimal("40"),
+        by=nurse1,
+    )
+    course_a = services.course_start(
+        patient=patient_a, protocol="denosumab_op_60mg_q6m", start_date=day_ago(230), by=nurse1
+    )
     dose_a = give_denosumab(patient_a, course_a, nurse1, days_ago(230))
-    lab_a = services.lab_add(patient=patient_a, test="calcium_total", value=Decimal("2.30"), unit="mmol/L",
-                             drawn_at=days_ago(5), albumin_g_l=Decimal("40"), by=nurse1)
+    lab_a = services.lab_add(
+        patient=patient_a,
+        test="calcium_total",
+        value=Decimal("2.30"),
+        unit="mmol/L",
+        drawn_at=days_ago(5),
+        albumin_g_l=Decimal("40"),
+        by=nurse1,
+    )
     dental_a = services.dental_event_add(patient=patient_a, event="exam", on=day_ago(20), by=nurse1)
-    comed_a = services.comedication_add(patient=patient_a, name="prednisone", drug_class="glucocorticoid",
-                                        start_date=day_ago(100), mg_per_day=Decimal("5"), by=nurse1)
+    comed_a = services.comedication_add(
+        patient=patient_a,
+        name="prednisone",
+        drug_class="glucocorticoid",
+        start_date=day_ago(100),
+        mg_per_day=Decimal("5"),
+        by=nurse1,
+    )
     item_a = PlanItem.objects.filter(patient=patient_a, kind="injection", status__startswith="overdue").get()
     escalation_a = Escalation.objects.filter(patient=patient_a, resolved_at__isnull=True).order_by("level").first()
     assert escalation_a is not None, "the overdue injection should have opened its ladder"
-    appointment_a = appointment_book(plan_item=item_a, starts_at=days_ago(-2, 9), nurse=nurse1, by=nurse1,
-                                     out_of_window_reason="overdue: first free slot")
+    appointment_a = appointment_book(
+        plan_item=item_a,
+        starts_at=days_ago(-2, 9),
+        nurse=nurse1,
+        by=nurse1,
+        out_of_window_reason="overdue: first free slot",
+    )
     device_a = device_register(patient=patient_a, channel="fcm", endpoint="fcm-token-of-patient-a")
     feed_create(kind="patient", patient=patient_a, by=patient_a.user)
-    course_b = services.course_start(patient=patient_b, protocol="zoledronic_onco_4mg", start_date=day_ago(10),
-                                     by=users["nurse2"])
-    return World(team1=team1, team2=team2, users=users, patient_a=patient_a, patient_b=patient_b,
-                 course_a=course_a, dose_a=dose_a, lab_a=lab_a, dental_a=dental_a, comed_a=comed_a, item_a=item_a,
-                 escalation_a=escalation_a, appointment_a=appointment_a, device_a=device_a, course_b=course_b)
+    feed_create(kind="patient", patient=patient_b, by=patient_b.user)
+    course_b = services.course_start(
+        patient=patient_b, protocol="zoledronic_onco_4mg", start_date=day_ago(10), by=users["nurse2"]
+    )
+    return World(
+        team1=team1,
+        team2=team2,
+        users=users,
+        patient_a=patient_a,
+        patient_b=patient_b,
+        course_a=course_a,
+        dose_a=dose_a,
+        lab_a=lab_a,
+        dental_a=dental_a,
+        comed_a=comed_a,
+        item_a=item_a,
+        escalation_a=escalation_a,
+        appointment_a=appointment_a,
+        device_a=device_a,
+        course_b=course_b,
+    )

@@ -38,6 +38,7 @@ OBJECT_OF: dict[str, Callable[[World], Any]] = {
     "api-dose-void": lambda w: w.dose_a.public_id,
     "api-lab-void": lambda w: w.lab_a.public_id,
     "api-dental-event-void": lambda w: w.dental_a.public_id,
+    "api-comedication-void": lambda w: w.comed_a.public_id,
     "api-appointment": lambda w: w.appointment_a.public_id,
     "api-appointment-move": lambda w: w.appointment_a.public_id,
     "api-appointment-cancel": lambda w: w.appointment_a.public_id,
@@ -74,23 +75,37 @@ def test_no_route_takes_a_sequential_id() -> None:
 
 def snapshot() -> dict[str, Any]:
     """What a refused request must not change."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
     from idempotency.models import IdempotencyRecord
     from notifications.models import Device, NotificationPreference
     from patients.models import Comedication, DentalEvent, DoseRecord, LabResult, Patient, TreatmentCourse
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
     from scheduling.models import Appointment, Escalation, PlanItem
     from scheduling.models_feeds import CalendarFeed
 
     state: dict[str, Any] = {}
-    for model in (Patient, TreatmentCourse, DoseRecord, LabResult, DentalEvent, Comedication, PlanItem, Escalation,
-                  Appointment, Device, NotificationPreference, CalendarFeed, IdempotencyRecord, BlacklistedToken):
+    for model in (
+        Patient,
+        TreatmentCourse,
+        DoseRecord,
+        LabResult,
+        DentalEvent,
+        Comedication,
+        PlanItem,
+        Escalation,
+        Appointment,
+        Device,
+        NotificationPreference,
+        CalendarFeed,
+        IdempotencyRecord,
+        BlacklistedToken,
+    ):
         state[model.__name__] = model.objects.count()
     for model in (TreatmentCourse, DoseRecord, LabResult, DentalEvent):
         state[f"{model.__name__}.voided"] = model.objects.filter(voided_at__isnull=False).count()
     state["courses.stopped"] = TreatmentCourse.objects.filter(stop_date__isnull=False).count()
     state["appointments"] = sorted(Appointment.objects.values_list("status", "starts_at", "sequence"))
-    state["escalations"] = sorted(Escalation.objects.values_list("level", "acknowledged_at", "resolved_at"),
-                                  key=str)
+    state["escalations"] = sorted(Escalation.objects.values_list("level", "acknowledged_at", "resolved_at"), key=str)
     state["devices.active"] = Device.objects.filter(active=True).count()
     state["feeds"] = sorted(CalendarFeed.objects.values_list("token_hash", "revoked_at"), key=str)
     state["patients"] = sorted(Patient.objects.values_list("email", "timezone", "language"))
@@ -100,8 +115,11 @@ def snapshot() -> dict[str, Any]:
 def body_for(name: str, world: World) -> dict[str, Any]:
     """A request that would reach a team-1 object through the body (list routes)."""
     if name == "api-appointments":
-        return {"plan_item": str(world.item_a.public_id), "starts_at": "2030-01-01T09:00:00+01:00",
-                "out_of_window_reason": "x"}
+        return {
+            "plan_item": str(world.item_a.public_id),
+            "starts_at": "2030-01-01T09:00:00+01:00",
+            "out_of_window_reason": "x",
+        }
     return {}
 
 
@@ -115,8 +133,15 @@ def call(world: World, role: str, method: str, pattern: str, name: str) -> Any:
 
 
 def identifiers_of_a(world: World) -> list[str]:
-    return [str(world.patient_a.public_id), "Arnaud", str(world.dose_a.public_id), str(world.course_a.public_id),
-            str(world.device_a.public_id), str(world.appointment_a.public_id), str(world.item_a.public_id)]
+    return [
+        str(world.patient_a.public_id),
+        "Arnaud",
+        str(world.dose_a.public_id),
+        str(world.course_a.public_id),
+        str(world.device_a.public_id),
+        str(world.appointment_a.public_id),
+        str(world.item_a.public_id),
+    ]
 
 
 @pytest.mark.parametrize(("name", "pattern", "method"), ROUTES, ids=[f"{m.upper()} /{p}" for _n, p, m in ROUTES])
@@ -134,9 +159,9 @@ def test_route_refuses_everyone_outside_its_scope(world: World, name: str, patte
     if is_staff:
         refused.update({"patient_a": (403,), "patient_b": (403,)})
         if name in OBJECT_OF:
-            refused.update({role: (404,) for role in OUTSIDE_STAFF})
+            refused.update(dict.fromkeys(OUTSIDE_STAFF, (404,)))
     if is_me:
-        refused.update({role: (403,) for role in ("nurse1", *OUTSIDE_STAFF)})
+        refused.update(dict.fromkeys(("nurse1", *OUTSIDE_STAFF), (403,)))
         if name in OBJECT_OF:
             refused["patient_b"] = (404,)
     before = snapshot()

@@ -24,8 +24,14 @@ from tests.web.scenario import PASSWORD, build_clinic, today
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SHOTS = Path(django_settings.BASE_DIR) / "test-artifacts" / "screenshots"
 WIDTHS = (1280, 768)
@@ -109,7 +115,9 @@ def test_nurse_books_and_records_an_overdue_denosumab_dose(browser: Any, live_se
     assert first.locator(".st-rebound").count() == 1
     assert "L3" in first.inner_text()
     # The blocked patient shows why, and what unblocks it (CA-05: calcium in the last 30 days).
-    blocked_row = page.locator(f"#item-{PlanItem.objects.get(patient=clinic.blocked, kind='injection', status='blocked').public_id}")
+    blocked_row = page.locator(
+        f"#item-{PlanItem.objects.get(patient=clinic.blocked, kind='injection', status='blocked').public_id}"
+    )
     assert blocked_row.locator(".blocks .unblock").count() == 1
     nurse.shoot("worklist")
 

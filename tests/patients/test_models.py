@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import translation
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
@@ -214,7 +215,7 @@ def test_second_identical_dose_the_same_day_is_refused_then_allowed_after_void()
     first.save()
 
     second = _dose(course, lot_number="LOT-2")
-    with pytest.raises(ValidationError) as exc:
+    with pytest.raises(ValidationError) as exc, translation.override("en"):
         second.full_clean()
     assert "already recorded" in str(exc.value)
     with pytest.raises(IntegrityError, match=r"(?i)unique"), transaction.atomic():

@@ -90,10 +90,12 @@ def build_clinic() -> Clinic:
     colleague = staff("paul.girard@example.test", team, first="Paul", last="Girard")
     late, late_course = denosumab_patient(team, nurse, first="Jeanne", last="Martin", last_dose_days_ago=223)
     slightly_late, _ = denosumab_patient(team, nurse, first="Lucie", last="Bernard", last_dose_days_ago=190)
-    blocked, _ = denosumab_patient(team, nurse, first="Odile", last="Petit", last_dose_days_ago=180,
-                                   calcium_days_ago=None)
+    blocked, _ = denosumab_patient(
+        team, nurse, first="Odile", last="Petit", last_dose_days_ago=180, calcium_days_ago=None
+    )
     other_team = CareTeam.objects.create(name="Oncologie Nord")
     other_nurse = staff("marc.roux@example.test", other_team, first="Marc", last="Roux", language="en")
     other_patient, _ = denosumab_patient(other_team, other_nurse, first="Anne", last="Leroy", last_dose_days_ago=200)
-    return Clinic(team, nurse, colleague, late, late_course, slightly_late, blocked, other_team, other_nurse,
-                  other_patient)
+    return Clinic(
+        team, nurse, colleague, late, late_course, slightly_late, blocked, other_team, other_nurse, other_patient
+    )

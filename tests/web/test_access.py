@@ -59,9 +59,12 @@ def test_without_axes_the_login_form_throttles_per_ip(clinic: Clinic, settings: 
         assert client.post("/login/", {"username": clinic.nurse.email, "password": f"bad{k}"}).status_code == 200
     locked = client.post("/login/", {"username": clinic.nurse.email, "password": PASSWORD})
     assert locked.status_code == 429 and "Retry-After" in locked
-    assert Client(REMOTE_ADDR="198.51.100.8").post(
-        "/login/", {"username": clinic.nurse.email, "password": PASSWORD}
-    ).status_code == 302
+    assert (
+        Client(REMOTE_ADDR="198.51.100.8")
+        .post("/login/", {"username": clinic.nurse.email, "password": PASSWORD})
+        .status_code
+        == 302
+    )
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -121,8 +124,13 @@ def test_another_teams_appointment_is_404(clinic: Clinic, nurse_client: Client) 
 
     item = PlanItem.objects.get(patient=clinic.other_patient, kind="injection", status__startswith="overdue")
     day = patient_today(clinic.other_patient)
-    appt = appointment_book(plan_item=item, starts_at=at(day, 15), nurse=clinic.other_nurse, by=clinic.other_nurse,
-                            out_of_window_reason="late")
+    appt = appointment_book(
+        plan_item=item,
+        starts_at=at(day, 15),
+        nurse=clinic.other_nurse,
+        by=clinic.other_nurse,
+        out_of_window_reason="late",
+    )
     assert nurse_client.get(f"/calendar/appointments/{appt.public_id}/").status_code == 404
     assert nurse_client.post(f"/calendar/appointments/{appt.public_id}/cancel/", {"reason": "x"}).status_code == 404
     assert Appointment.objects.get(pk=appt.pk).status == Appointment.Status.BOOKED
@@ -153,3 +161,17 @@ def test_language_switch_saves_the_users_choice(clinic: Clinic, nurse_client: Cl
     assert "Overdue worklist" in nurse_client.get("/worklist/").content.decode()
     clinic.nurse.refresh_from_db()
     assert clinic.nurse.language == "en"
+
+
+def test_every_string_of_the_pages_has_its_french_translation() -> None:
+    """web/locale/fr: no empty msgstr, no fuzzy entry (the committed .mo is compiled from it)."""
+    from pathlib import Path
+
+    import web
+
+    po = (Path(web.__file__).parent / "locale" / "fr" / "LC_MESSAGES" / "django.po").read_text(encoding="utf-8")
+    entries = po.split("\n\n")[1:]  # the first block is the header
+    untranslated = [e for e in entries if 'msgstr ""\n' in e + "\n" and 'msgstr ""\n"' not in e + "\n"]
+    assert untranslated == []
+    assert "#, fuzzy" not in po
+    assert (Path(web.__file__).parent / "locale" / "fr" / "LC_MESSAGES" / "django.mo").stat().st_size > 10_000

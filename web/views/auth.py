@@ -10,7 +10,6 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django.views.i18n import set_language
 
@@ -125,7 +124,3 @@ def language_switch(request: HttpRequest) -> HttpResponse:
     if not isinstance(response, HttpResponseRedirect) and response.status_code == 204:
         return redirect("/")
     return response
-
-
-def no_access(request: HttpRequest) -> HttpResponse:
-    return render(request, "web/no_team.html", {"message": _("No access.")}, status=403)

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -96,6 +96,7 @@ def patient_view(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     )
     window_of = {w.dose.key: w for w in windows}
     plan = plan_compute(patient, today=today)
+    horizon = today + timedelta(days=366)
     return render(
         request,
         "web/patient.html",
@@ -111,7 +112,9 @@ def patient_view(request: HttpRequest, patient_id: UUID) -> HttpResponse:
             "labs": labs,
             "dental": dental,
             "courses": courses,
-            "items": [{"item": i, "blocks": item_blocks(i, language)} for i in open_items],
+            # The plan table: what is actionable now and the next 12 months; later items are counted.
+            "items": [{"item": i, "blocks": item_blocks(i, language)} for i in open_items if i.due <= horizon],
+            "later_count": sum(1 for i in open_items if i.due > horizon),
             "flags": [
                 {"code": f.code, "rule": f.rule, "severity": f.severity, "message": f.message(language)}
                 for f in plan.flags

@@ -1,0 +1,216 @@
+#!/usr/bin/env python
+"""API under load: a patient's upcoming plan and booklet, 32 concurrent clients (wrk) against gunicorn.
+
+    python bench/bench_api.py --seconds 10 --runs 3
+
+gunicorn serves the production routes with ``bench.api_settings`` (the production settings plus a
+bench-only URLconf that adds ``/bench/bare``, a bare Django JSON view: the reference). wrk runs
+32 connections for ``--seconds`` per run against ``GET /api/v1/me/plan`` and
+``GET /api/v1/me/booklet`` (JWT of a patient with a full history and plan) and against the bare
+view. Targets: p95 < 50 ms; throughput ratio (endpoint / bare view) ≥ 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, Figure, database_url, median, report, scale_counts, setup_django
+
+P95_TARGET_MS = 50.0
+RATIO_TARGET = 0.5
+LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH p95_us=%d p50_us=%d requests=%d errors=%d\\n", latency:percentile(95),
+    latency:percentile(50), summary.requests, summary.errors.status + summary.errors.connect
+    + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def patient_token() -> tuple[str, int]:
+    """A JWT access token for a patient with a long history and a plan (a login is linked if needed)."""
+    from django.db.models import Count
+
+    from backend.auth import tokens_issue
+    from patients.models import Patient, Role, User
+
+    # A typical patient: the median dose count among the first patients with a plan.
+    candidates = list(
+        Patient.objects.filter(plan_items__isnull=False).annotate(n=Count("doses", distinct=True)).order_by("pk")[:201]
+    )
+    candidates.sort(key=lambda p: (p.n, p.pk))
+    patient = candidates[len(candidates) // 2] if candidates else None
+    if patient is None:
+        raise SystemExit("no patient with a plan: load and plan some first (bench/load.py)")
+    if patient.user_id is None:
+        email = f"bench.patient.{patient.pk}@bench.carnet.localhost"
+        user = User.objects.filter(email=email).first() or User.objects.create_user(
+            email, None, role=Role.PATIENT, first_name=patient.first_name, last_name=patient.last_name
+        )
+        patient.user = user
+        patient.save(update_fields=["user"])
+    assert patient.user is not None
+    return tokens_issue(patient.user)["access"], patient.pk
+
+
+class Gunicorn:
+    def __init__(self, *, workers: int) -> None:
+        self.port = free_port()
+        self.workers = workers
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Gunicorn:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "bench.api_settings",
+            "DATABASE_URL": database_url(),
+            "CARNET_VAR_DIR": os.environ.get("BENCH_VAR_DIR", "/tmp/carnet-bench-var"),
+            "JWT_ACCESS_MINUTES": "120",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "backend.wsgi:application",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/bench/bare", timeout=2).read()
+                return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+def wrk(url: str, *, seconds: int, connections: int, token: str | None) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA)
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url]
+    if token:
+        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    stats = dict(re.findall(r"(\w+)=(\d+)", output.split("BENCH", 1)[1]))
+    return {
+        "rps": rate,
+        "p95_ms": int(stats["p95_us"]) / 1000,
+        "p50_ms": int(stats["p50_us"]) / 1000,
+        "errors": int(stats["errors"]),
+        "requests": int(stats["requests"]),
+    }
+
+
+def run(*, seconds: int, runs: int, connections: int = 32, workers: int = 2, command: str = "") -> list[Figure]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    token, patient_id = patient_token()
+    results: dict[str, list[dict[str, float]]] = {"plan": [], "booklet": [], "bare": []}
+    with Gunicorn(workers=workers) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        paths = {"plan": "/api/v1/me/plan", "booklet": "/api/v1/me/booklet", "bare": "/bench/bare"}
+        for path in paths.values():  # warm every worker
+            wrk(base + path, seconds=1, connections=connections, token=token)
+        for _ in range(runs):
+            for name, path in paths.items():
+                results[name].append(wrk(base + path, seconds=seconds, connections=connections, token=token))
+    bare_rps = median(r["rps"] for r in results["bare"])
+    counts = scale_counts()
+    scale = f"{connections} clients, gunicorn -w {workers}, {counts['patients']:,} patients"
+    figures = []
+    for name in ("plan", "booklet"):
+        rps = median(r["rps"] for r in results[name])
+        p95 = median(r["p95_ms"] for r in results[name])
+        errors = sum(int(r["errors"]) for r in results[name])
+        ratio = rps / bare_rps
+        figures.append(
+            Figure(
+                bench="api",
+                name=f"GET /api/v1/me/{name} p95",
+                unit="ms",
+                median=p95,
+                # wrk leaves timed-out requests out of its latencies: any error means the target is not met.
+                target=f"< {P95_TARGET_MS:.0f} ms, no error",
+                met=p95 < P95_TARGET_MS and errors == 0,
+                runs=runs,
+                reference="bare Django JSON view, p95",
+                reference_median=median(r["p95_ms"] for r in results["bare"]),
+                ratio=ratio,
+                ratio_target=f"≥ {RATIO_TARGET} (throughput)",
+                ratio_met=ratio >= RATIO_TARGET,
+                scale=scale,
+                command=command,
+                notes=f"{errors} requests timed out or failed" if errors else "",
+                extra={
+                    "rps": rps,
+                    "bare_rps": bare_rps,
+                    "errors": errors,
+                    "patient": patient_id,
+                    "runs": results[name],
+                    "bare_runs": results["bare"],
+                },
+            )
+        )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: one per core)")
+    args = parser.parse_args(argv)
+    setup_django()
+    report(
+        "api",
+        run(
+            seconds=args.seconds,
+            runs=args.runs,
+            workers=args.workers,
+            command=f"python bench/bench_api.py --seconds {args.seconds} --runs {args.runs}",
+        ),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
