@@ -17,7 +17,7 @@ from django.http import Http404
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
@@ -146,6 +146,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 # --- shared by the API views ------------------------------------------------------------------
+
+
+class ReadModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    """A read-only view of a model: a blank text or choice column is documented as possibly ``""``.
+
+    DRF drops ``allow_blank`` from read-only fields, so the schema would promise a value from the
+    choices where the row holds an empty string.
+    """
+
+    def include_extra_kwargs(self, kwargs: dict[str, Any], extra_kwargs: dict[str, Any]) -> dict[str, Any]:
+        blank = kwargs.get("allow_blank", False)
+        kwargs = super().include_extra_kwargs(kwargs, extra_kwargs)
+        if blank:
+            kwargs["allow_blank"] = True
+        return kwargs
+
+
+@extend_schema_field(
+    {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?$", "example": "09:00:00"}
+)
+class LocalTimeField(serializers.TimeField):
+    """A wall-clock time of day (local to the reader's time zone), without an offset."""
 
 
 class Pagination(PageNumberPagination):

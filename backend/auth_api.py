@@ -7,10 +7,11 @@ from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -185,7 +186,6 @@ class SessionCsrfView(APIView):
         return Response({"csrf_token": get_token(request._request)})
 
 
-@method_decorator(csrf_protect, name="dispatch")
 class SessionLoginView(_LoginView):
     @extend_schema(
         operation_id="auth_session_login",
@@ -195,6 +195,9 @@ class SessionLoginView(_LoginView):
     )
     def post(self, request: Request) -> Response:
         """Staff pages: log in with the session cookie (CSRF token required)."""
+        # The login sets a session cookie, so it is CSRF-checked like any session write
+        # (a refusal is a 403 problem, not Django's HTML page).
+        SessionAuthentication().enforce_csrf(request)
         body = LoginSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         user = _check_credentials(request, body.validated_data)

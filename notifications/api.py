@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from backend.api import IsPatient, errors, id_parameter, user_of, uuid_or_404
+from backend.api import IsPatient, LocalTimeField, ReadModelSerializer, errors, id_parameter, user_of, uuid_or_404
 from backend.errors import CarnetError
 from idempotency.services import idempotent
 from notifications.models import PUSH_CHANNELS, Channel, Device, NotificationPreference
@@ -34,9 +34,9 @@ class PreferencesSerializer(serializers.Serializer):  # type: ignore[type-arg]
         max_length=len(Channel.choices),
         help_text="Channels to be reached on; empty means every channel consented to.",
     )
-    time_of_day = serializers.TimeField(help_text="Preferred local time for reminders.")
-    quiet_start = serializers.TimeField(allow_null=True, help_text="Quiet hours from (local), or null.")
-    quiet_end = serializers.TimeField(allow_null=True, help_text="Quiet hours until (local), or null.")
+    time_of_day = LocalTimeField(help_text="Preferred local time for reminders.")
+    quiet_start = LocalTimeField(allow_null=True, help_text="Quiet hours from (local), or null.")
+    quiet_end = LocalTimeField(allow_null=True, help_text="Quiet hours until (local), or null.")
     language = serializers.ChoiceField(
         choices=Language.choices, allow_blank=True, help_text="Language of reminders; blank follows the profile."
     )
@@ -85,7 +85,7 @@ def preferences_update(*, patient: Patient, changes: dict[str, Any]) -> Notifica
     )
 
 
-class DeviceSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class DeviceSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
 
     class Meta:

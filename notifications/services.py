@@ -487,8 +487,8 @@ def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
     return len(fresh)
 
 
-def _close(rows: Iterable[OutboxMessage], *, state: str, reason: str, now: datetime) -> int:
-    """Cancel (or kill) pending rows, audited; a row already claimed by a sender is left alone."""
+def _close(rows: Iterable[Any], *, state: str, reason: str, now: datetime) -> int:
+    """Cancel (or kill) pending rows (anything with a ``pk``), audited; claimed rows are left alone."""
     rows = list(rows)
     if not rows:
         return 0

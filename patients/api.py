@@ -131,7 +131,7 @@ class MeSerializer(serializers.Serializer):  # type: ignore[type-arg]
     last_name = serializers.CharField(read_only=True)
     birth_date = serializers.DateField(read_only=True)
     care_team = serializers.CharField(read_only=True)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
     language = serializers.ChoiceField(choices=Language.choices, required=False)
     timezone = TimezoneField(required=False)

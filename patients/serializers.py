@@ -6,7 +6,7 @@ serializers only check types and choices; the services validate the facts and wr
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from rest_framework import serializers
 
+from backend.api import ReadModelSerializer
 from patients.models import (
     CareTeam,
     Comedication,
@@ -54,15 +55,46 @@ class VoidFieldsMixin(serializers.Serializer):  # type: ignore[type-arg]
         return obj.voided_at is not None
 
 
+# Clinical facts before this are not plausible, and would make the planner walk centuries of
+# monthly items (a fuzzed course "started" in the year 334 did exactly that).
+EARLIEST_FACT = date(1980, 1, 1)
+LATEST_START = timedelta(days=366)
+
+
+class FactDateField(serializers.DateField):
+    """A date of a clinical fact: from 1980 to one year ahead (the model refuses future facts)."""
+
+    default_error_messages = {
+        "too_early": _lazy("A date before 1980 is not plausible here."),
+        "too_late": _lazy("A date more than a year ahead is not plausible here."),
+    }
+
+    def to_internal_value(self, value: Any) -> date:
+        day = super().to_internal_value(value)
+        if day < EARLIEST_FACT:
+            self.fail("too_early")
+        if day > timezone.localdate() + LATEST_START:
+            self.fail("too_late")
+        return day
+
+
 class AwareDateTimeField(serializers.DateTimeField):
     """An instant with its UTC offset: a wall-clock time without one is ambiguous across time zones."""
 
-    default_error_messages = {"naive": _lazy("Give the time with its UTC offset (e.g. 2026-06-01T09:30:00+02:00).")}
+    default_error_messages = {
+        **FactDateField.default_error_messages,
+        "naive": _lazy("Give the time with its UTC offset (e.g. 2026-06-01T09:30:00+02:00)."),
+    }
 
     def enforce_timezone(self, value: datetime) -> datetime:
         if timezone.is_naive(value):
             self.fail("naive")
-        return super().enforce_timezone(value)
+        aware = super().enforce_timezone(value)
+        if aware.date() < EARLIEST_FACT:
+            self.fail("too_early")
+        if aware.date() > timezone.localdate() + LATEST_START:
+            self.fail("too_late")
+        return aware
 
 
 class TimezoneField(serializers.CharField):
@@ -73,7 +105,7 @@ class TimezoneField(serializers.CharField):
 # --- care teams and patients ------------------------------------------------------------------
 
 
-class CareTeamSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class CareTeamSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
 
     class Meta:
@@ -82,9 +114,10 @@ class CareTeamSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
         read_only_fields = fields
 
 
-class PatientSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class PatientSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     care_team = uuid_of("care_team")
+    email = serializers.CharField(read_only=True, help_text="Email address, or empty.")
     has_account = serializers.SerializerMethodField()
     overdue = serializers.BooleanField(read_only=True, default=False, help_text="An open item is overdue.")
     blocked = serializers.BooleanField(read_only=True, default=False, help_text="An open item is blocked.")
@@ -156,7 +189,7 @@ class PatientWriteSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # --- courses --------------------------------------------------------------------------------
 
 
-class CourseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class CourseSerializer(VoidFieldsMixin, ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = uuid_of("patient")
     active = serializers.BooleanField(source="is_active", read_only=True)
@@ -185,13 +218,13 @@ class CourseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: i
 
 class CourseStartSerializer(serializers.Serializer):  # type: ignore[type-arg]
     protocol = serializers.ChoiceField(choices=Protocol.choices)
-    start_date = serializers.DateField()
+    start_date = FactDateField()
     planned_duration_months = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=240)
     response = serializers.ChoiceField(choices=TreatmentCourse.Response.choices, required=False, allow_blank=True)
 
 
 class CourseStopSerializer(serializers.Serializer):  # type: ignore[type-arg]
-    stop_date = serializers.DateField()
+    stop_date = FactDateField()
     reason = serializers.CharField(max_length=2000)
     consolidation = serializers.ChoiceField(
         choices=[
@@ -211,7 +244,7 @@ class VoidSerializer(serializers.Serializer):  # type: ignore[type-arg]
 # --- doses ----------------------------------------------------------------------------------
 
 
-class DoseSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class DoseSerializer(VoidFieldsMixin, ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = uuid_of("patient")
     course = uuid_of("course")
@@ -276,7 +309,7 @@ class VitaminDSelfReportSerializer(serializers.Serializer):  # type: ignore[type
 # --- labs, dental events, co-medications ----------------------------------------------------
 
 
-class LabSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class LabSerializer(VoidFieldsMixin, ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = uuid_of("patient")
     value = serializers.DecimalField(source="value_entered", max_digits=10, decimal_places=3, read_only=True)
@@ -364,7 +397,7 @@ class LabAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
         return attrs
 
 
-class DentalEventSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class DentalEventSerializer(VoidFieldsMixin, ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = uuid_of("patient")
 
@@ -387,12 +420,12 @@ class DentalEventSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # ty
 
 class DentalEventAddSerializer(serializers.Serializer):  # type: ignore[type-arg]
     event = serializers.ChoiceField(choices=DentalEvent.Event.choices)
-    date = serializers.DateField()
+    date = FactDateField()
     dentist = serializers.CharField(max_length=200, required=False, allow_blank=True)
     notes = serializers.CharField(max_length=5000, required=False, allow_blank=True)
 
 
-class ComedicationSerializer(VoidFieldsMixin, serializers.ModelSerializer):  # type: ignore[type-arg]
+class ComedicationSerializer(VoidFieldsMixin, ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = uuid_of("patient")
 
@@ -425,8 +458,8 @@ class ComedicationAddSerializer(serializers.Serializer):  # type: ignore[type-ar
         min_value=Decimal("0"),
         max_value=Decimal("100000"),
     )
-    start_date = serializers.DateField()
-    stop_date = serializers.DateField(required=False, allow_null=True)
+    start_date = FactDateField()
+    stop_date = FactDateField(required=False, allow_null=True)
 
 
 class BookletSerializer(serializers.Serializer):  # type: ignore[type-arg]

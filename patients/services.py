@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -270,17 +270,30 @@ def _void(record: MedicalRecord, *, reason: str, by: User | None) -> None:
     _save(record, by=by, update_fields=["voided_at", "voided_by", "void_reason"])
 
 
-@transaction.atomic
-def dose_void(*, dose: DoseRecord, reason: str, by: User | None) -> DoseRecord:
-    locked = DoseRecord.objects.select_for_update(of=("self",)).select_related("patient").get(pk=dose.pk)
+_R = TypeVar("_R", DoseRecord, TreatmentCourse, LabResult, DentalEvent, Comedication)
+
+
+def _locked(record: _R) -> _R:
+    model = type(record)
+    return model.objects.select_for_update(of=("self",)).select_related("patient").get(pk=record.pk)
+
+
+def _void_and_replan(record: _R, *, reason: str, by: User | None) -> _R:
+    """Void a booklet entry under a row lock, audit it and re-plan its patient."""
+    locked = _locked(record)
     _void(locked, reason=reason, by=by)
     _replan(locked.patient)
     return locked
 
 
 @transaction.atomic
+def dose_void(*, dose: DoseRecord, reason: str, by: User | None) -> DoseRecord:
+    return _void_and_replan(dose, reason=reason, by=by)
+
+
+@transaction.atomic
 def course_void(*, course: TreatmentCourse, reason: str, by: User | None) -> TreatmentCourse:
-    locked = TreatmentCourse.objects.select_for_update(of=("self",)).select_related("patient").get(pk=course.pk)
+    locked = _locked(course)
     if locked.doses.filter(voided_at__isnull=True).exists():
         raise CarnetError("Void this course's doses first.", field="course", code="has_doses")
     _void(locked, reason=reason, by=by)
@@ -325,10 +338,7 @@ def lab_add(
 
 @transaction.atomic
 def lab_void(*, lab: LabResult, reason: str, by: User | None) -> LabResult:
-    locked = LabResult.objects.select_for_update(of=("self",)).select_related("patient").get(pk=lab.pk)
-    _void(locked, reason=reason, by=by)
-    _replan(locked.patient)
-    return locked
+    return _void_and_replan(lab, reason=reason, by=by)
 
 
 @transaction.atomic
@@ -344,10 +354,7 @@ def dental_event_add(
 
 @transaction.atomic
 def dental_event_void(*, dental: DentalEvent, reason: str, by: User | None) -> DentalEvent:
-    locked = DentalEvent.objects.select_for_update(of=("self",)).select_related("patient").get(pk=dental.pk)
-    _void(locked, reason=reason, by=by)
-    _replan(locked.patient)
-    return locked
+    return _void_and_replan(dental, reason=reason, by=by)
 
 
 @transaction.atomic
@@ -378,7 +385,4 @@ def comedication_add(
 
 @transaction.atomic
 def comedication_void(*, comedication: Comedication, reason: str, by: User | None) -> Comedication:
-    locked = Comedication.objects.select_for_update(of=("self",)).select_related("patient").get(pk=comedication.pk)
-    _void(locked, reason=reason, by=by)
-    _replan(locked.patient)
-    return locked
+    return _void_and_replan(comedication, reason=reason, by=by)

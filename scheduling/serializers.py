@@ -9,6 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from backend.api import ReadModelSerializer
 from patients.serializers import AwareDateTimeField
 from scheduling.models import Appointment, Escalation, PlanItem
 from scheduling.rules.flags import message as flag_message
@@ -48,7 +49,7 @@ def flag_out(flag: dict[str, Any], lang: str) -> dict[str, Any]:
     }
 
 
-class PlanItemSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class PlanItemSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     course = serializers.UUIDField(source="course.public_id", read_only=True, allow_null=True, default=None)
     escalation = serializers.DictField(
@@ -122,7 +123,7 @@ class PatientRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
     birth_date = serializers.DateField()
 
 
-class AppointmentSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class AppointmentSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = PatientRefSerializer(read_only=True)
     care_team = serializers.UUIDField(source="care_team.public_id", read_only=True)
@@ -172,7 +173,7 @@ class AppointmentCancelSerializer(serializers.Serializer):  # type: ignore[type-
     reason = serializers.CharField(max_length=2000)
 
 
-class EscalationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class EscalationSerializer(ReadModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     patient = PatientRefSerializer(read_only=True)
     plan_item = serializers.UUIDField(source="plan_item.public_id", read_only=True)

@@ -14,17 +14,26 @@ from tests.api.conftest import World
 
 
 def dose_body(world: World, **extra: Any) -> dict[str, Any]:
-    body = {"course": str(world.course_a.public_id), "product": "denosumab", "dose_value": "60", "dose_unit": "mg",
-            "route": "SC", "given_at": (timezone.now() - timedelta(minutes=30)).isoformat(), "injection_site": "thigh_left",
-            "lot_number": "LOT-77B", "override_reason": "overdue; calcium checked"}
+    body = {
+        "course": str(world.course_a.public_id),
+        "product": "denosumab",
+        "dose_value": "60",
+        "dose_unit": "mg",
+        "route": "SC",
+        "given_at": (timezone.now() - timedelta(minutes=30)).isoformat(),
+        "injection_site": "thigh_left",
+        "lot_number": "LOT-77B",
+        "override_reason": "overdue; calcium checked",
+    }
     body.update(extra)
     return body
 
 
 def post_dose(world: World, body: dict[str, Any], key: str | None, role: str = "nurse1") -> Any:
     headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
-    return world.client(role).post(f"/api/v1/patients/{world.patient_a.public_id}/doses", body, format="json",
-                                   HTTP_ACCEPT_LANGUAGE="en", **headers)
+    return world.client(role).post(
+        f"/api/v1/patients/{world.patient_a.public_id}/doses", body, format="json", HTTP_ACCEPT_LANGUAGE="en", **headers
+    )
 
 
 def test_a_retried_dose_is_still_one_dose(world: World) -> None:
@@ -85,8 +94,15 @@ def test_without_a_key_a_second_identical_dose_is_refused_by_the_booklet(world: 
 def test_every_post_honours_idempotency_key() -> None:
     from backend.api_urls import urlpatterns
 
-    exempt = {"api-token", "api-token-refresh", "api-session-login", "api-session-logout", "api-logout",
-              "api-sign-out-everywhere", "plan-preview"}  # anonymous, or repeat-safe by nature
+    exempt = {
+        "api-token",
+        "api-token-refresh",
+        "api-session-login",
+        "api-session-logout",
+        "api-logout",
+        "api-sign-out-everywhere",
+        "plan-preview",
+    }  # anonymous, or repeat-safe by nature
     for pattern in urlpatterns:
         view = pattern.callback.view_class  # type: ignore[union-attr]
         if hasattr(view, "post") and pattern.name not in exempt:

@@ -12,11 +12,21 @@ from tests.api.conftest import World
 
 def test_profile_and_preferences_update_in_one_patch(world: World) -> None:
     client = world.client("patient_a")
-    response = client.patch("/api/v1/me", {
-        "phone": "+33600000000", "timezone": "America/Montreal", "language": "fr",
-        "preferences": {"channels": ["email", "fcm"], "time_of_day": "08:30", "quiet_start": "22:00",
-                        "quiet_end": "07:00"},
-    }, format="json")
+    response = client.patch(
+        "/api/v1/me",
+        {
+            "phone": "+33600000000",
+            "timezone": "America/Montreal",
+            "language": "fr",
+            "preferences": {
+                "channels": ["email", "fcm"],
+                "time_of_day": "08:30",
+                "quiet_start": "22:00",
+                "quiet_end": "07:00",
+            },
+        },
+        format="json",
+    )
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["timezone"] == "America/Montreal" and body["language"] == "fr"
@@ -71,8 +81,9 @@ def test_self_reported_vitamin_d_is_recorded_as_such(world: World) -> None:
     from patients.models import DoseRecord
 
     taken = timezone.now() - timedelta(hours=3)
-    response = world.client("patient_a").post("/api/v1/me/vitamin-d-doses",
-                                              {"dose_iu": 50000, "taken_at": taken.isoformat()}, format="json")
+    response = world.client("patient_a").post(
+        "/api/v1/me/vitamin-d-doses", {"dose_iu": 50000, "taken_at": taken.isoformat()}, format="json"
+    )
     assert response.status_code == 201, response.content
     dose = DoseRecord.objects.get(public_id=response.json()["id"])
     assert (dose.product, dose.dose_unit, dose.route, dose.source) == ("cholecalciferol", "IU", "PO", "self_reported")
@@ -84,11 +95,15 @@ def test_self_reported_vitamin_d_refuses_implausible_or_future_doses(world: Worl
 
     client = world.client("patient_a")
     count = DoseRecord.objects.count()
-    too_much = client.post("/api/v1/me/vitamin-d-doses", {"dose_iu": 500000,
-                                                          "taken_at": timezone.now().isoformat()}, format="json")
+    too_much = client.post(
+        "/api/v1/me/vitamin-d-doses", {"dose_iu": 500000, "taken_at": timezone.now().isoformat()}, format="json"
+    )
     assert too_much.status_code == 400 and too_much.json()["field"] == "dose_iu"
-    future = client.post("/api/v1/me/vitamin-d-doses", {
-        "dose_iu": 1000, "taken_at": (timezone.now() + timedelta(days=1)).isoformat()}, format="json")
+    future = client.post(
+        "/api/v1/me/vitamin-d-doses",
+        {"dose_iu": 1000, "taken_at": (timezone.now() + timedelta(days=1)).isoformat()},
+        format="json",
+    )
     assert future.status_code == 400 and future.json()["field"] == "taken_at"
     assert DoseRecord.objects.count() == count
 

@@ -15,8 +15,14 @@ def test_patient_list_search_and_filters(world: World) -> None:
     from patients import services
 
     nurse = world.users["nurse1"]
-    services.patient_create(care_team=world.team1, by=nurse, first_name="Colette", last_name="Caron",
-                            birth_date=timezone.localdate() - timedelta(days=365 * 70), sex="F")
+    services.patient_create(
+        care_team=world.team1,
+        by=nurse,
+        first_name="Colette",
+        last_name="Caron",
+        birth_date=timezone.localdate() - timedelta(days=365 * 70),
+        sex="F",
+    )
     client = world.client("nurse1")
 
     def ids(query: str) -> set[str]:
@@ -38,13 +44,24 @@ def test_patient_list_search_and_filters(world: World) -> None:
 
 def test_patient_create_and_update_replan(world: World) -> None:
     client = world.client("nurse1")
-    created = client.post("/api/v1/patients", {"first_name": "Denise", "last_name": "Dupont",
-                                                "birth_date": "1950-02-01", "sex": "F"}, format="json")
+    created = client.post(
+        "/api/v1/patients",
+        {"first_name": "Denise", "last_name": "Dupont", "birth_date": "1950-02-01", "sex": "F"},
+        format="json",
+    )
     assert created.status_code == 201, created.content
     assert created.json()["care_team"] == str(world.team1.public_id)
-    other_team = client.post("/api/v1/patients", {"care_team": str(world.team2.public_id), "first_name": "X",
-                                                  "last_name": "Y", "birth_date": "1950-02-01", "sex": "F"},
-                             format="json")
+    other_team = client.post(
+        "/api/v1/patients",
+        {
+            "care_team": str(world.team2.public_id),
+            "first_name": "X",
+            "last_name": "Y",
+            "birth_date": "1950-02-01",
+            "sex": "F",
+        },
+        format="json",
+    )
     assert other_team.status_code == 400 and other_team.json()["field"] == "care_team"
     patched = client.patch(f"/api/v1/patients/{created.json()['id']}", {"weight_kg": "58.5"}, format="json")
     assert patched.status_code == 200 and patched.json()["weight_kg"] == "58.5"
@@ -55,7 +72,8 @@ def test_patient_create_and_update_replan(world: World) -> None:
 def test_stopping_denosumab_returns_the_consolidation_scheduled(world: World) -> None:
     response = world.client("nurse1").post(
         f"/api/v1/courses/{world.course_a.public_id}/stop",
-        {"stop_date": timezone.localdate().isoformat(), "reason": "5 years reached"}, format="json",
+        {"stop_date": timezone.localdate().isoformat(), "reason": "5 years reached"},
+        format="json",
         HTTP_ACCEPT_LANGUAGE="en",
     )
     assert response.status_code == 200, response.content
@@ -64,17 +82,21 @@ def test_stopping_denosumab_returns_the_consolidation_scheduled(world: World) ->
     assert body["course"]["consolidation"] == "zoledronic_op_5mg"
     consolidation = [i for i in body["consolidation"] if i["kind"] == "consolidation"]
     assert consolidation and consolidation[0]["protocol"] == "zoledronic_op_5mg"
-    again = world.client("nurse1").post(f"/api/v1/courses/{world.course_a.public_id}/stop",
-                                        {"stop_date": timezone.localdate().isoformat(), "reason": "again"},
-                                        format="json")
+    again = world.client("nurse1").post(
+        f"/api/v1/courses/{world.course_a.public_id}/stop",
+        {"stop_date": timezone.localdate().isoformat(), "reason": "again"},
+        format="json",
+    )
     assert again.status_code == 400 and again.json()["code"] == "already_stopped"
 
 
 def test_course_start_and_void(world: World) -> None:
     client = world.client("nurse1")
-    started = client.post(f"/api/v1/patients/{world.patient_a.public_id}/courses",
-                          {"protocol": "vitamin_d_50000iu", "start_date": timezone.localdate().isoformat()},
-                          format="json")
+    started = client.post(
+        f"/api/v1/patients/{world.patient_a.public_id}/courses",
+        {"protocol": "vitamin_d_50000iu", "start_date": timezone.localdate().isoformat()},
+        format="json",
+    )
     assert started.status_code == 201, started.content
     assert started.json()["indication"] == "osteoporosis"
     voided = client.post(f"/api/v1/courses/{started.json()['id']}/void", {"reason": "wrong protocol"}, format="json")
@@ -87,9 +109,16 @@ def test_dose_record_with_lot_and_site_then_void_replans(world: World) -> None:
     from scheduling.models import PlanItem
 
     client = world.client("nurse1")
-    body = {"course": str(world.course_a.public_id), "product": "denosumab", "dose_value": "60",
-            "dose_unit": "mg", "route": "SC", "given_at": (timezone.now() - timedelta(minutes=10)).isoformat(),
-            "injection_site": "arm_left", "lot_number": "LOT-9"}
+    body = {
+        "course": str(world.course_a.public_id),
+        "product": "denosumab",
+        "dose_value": "60",
+        "dose_unit": "mg",
+        "route": "SC",
+        "given_at": (timezone.now() - timedelta(minutes=10)).isoformat(),
+        "injection_site": "arm_left",
+        "lot_number": "LOT-9",
+    }
     recorded = client.post(f"/api/v1/patients/{world.patient_a.public_id}/doses", body, format="json")
     assert recorded.status_code == 201, recorded.content
     assert recorded.json()["lot_number"] == "LOT-9" and recorded.json()["injection_site"] == "arm_left"
@@ -107,21 +136,37 @@ def test_dose_record_with_lot_and_site_then_void_replans(world: World) -> None:
 def test_labs_dental_events_and_comedications(world: World) -> None:
     client = world.client("nurse1")
     base = f"/api/v1/patients/{world.patient_a.public_id}"
-    lab = client.post(f"{base}/labs", {"test": "25ohd", "value": "75", "unit": "nmol/L",
-                                       "drawn_at": (timezone.now() - timedelta(hours=1)).isoformat()}, format="json")
+    lab = client.post(
+        f"{base}/labs",
+        {
+            "test": "25ohd",
+            "value": "75",
+            "unit": "nmol/L",
+            "drawn_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+        },
+        format="json",
+    )
     assert lab.status_code == 201, lab.content
     assert lab.json()["unit_normalised"] == "ng/mL" and lab.json()["unit"] == "nmol/L"
     assert client.post(f"/api/v1/labs/{lab.json()['id']}/void", {"reason": "x"}, format="json").status_code == 200
-    dental = client.post(f"{base}/dental-events", {"event": "extraction",
-                                                   "date": timezone.localdate().isoformat()}, format="json")
+    dental = client.post(
+        f"{base}/dental-events", {"event": "extraction", "date": timezone.localdate().isoformat()}, format="json"
+    )
     assert dental.status_code == 201 and dental.json()["event"] == "extraction"
-    assert client.post(f"/api/v1/dental-events/{dental.json()['id']}/void", {"reason": "x"},
-                       format="json").status_code == 200
-    comed = client.post(f"{base}/comedications", {"name": "bevacizumab", "drug_class": "antiangiogenic",
-                                                  "start_date": "2026-01-01"}, format="json")
+    assert (
+        client.post(f"/api/v1/dental-events/{dental.json()['id']}/void", {"reason": "x"}, format="json").status_code
+        == 200
+    )
+    comed = client.post(
+        f"{base}/comedications",
+        {"name": "bevacizumab", "drug_class": "antiangiogenic", "start_date": "2026-01-01"},
+        format="json",
+    )
     assert comed.status_code == 201
-    assert client.post(f"/api/v1/comedications/{comed.json()['id']}/void", {"reason": "x"},
-                       format="json").status_code == 200
+    assert (
+        client.post(f"/api/v1/comedications/{comed.json()['id']}/void", {"reason": "x"}, format="json").status_code
+        == 200
+    )
     assert len(client.get(f"{base}/labs").json()) == 3
     assert len(client.get(f"{base}/dental-events").json()) == 3
     assert len(client.get(f"{base}/comedications").json()) == 2
@@ -133,27 +178,43 @@ def test_appointments_book_move_cancel_with_out_of_window_override(world: World)
     from scheduling.models import PlanItem
 
     client = world.client("nurse1")
-    assert client.post(f"/api/v1/appointments/{world.appointment_a.public_id}/cancel", {"reason": "moved away"},
-                       format="json").status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/appointments/{world.appointment_a.public_id}/cancel", {"reason": "moved away"}, format="json"
+        ).status_code
+        == 200
+    )
     item = world.item_a
     late = (timezone.now() + timedelta(days=3)).replace(microsecond=0)
-    refused = client.post("/api/v1/appointments", {"plan_item": str(item.public_id), "starts_at": late.isoformat()},
-                          format="json", HTTP_ACCEPT_LANGUAGE="en")
+    refused = client.post(
+        "/api/v1/appointments",
+        {"plan_item": str(item.public_id), "starts_at": late.isoformat()},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="en",
+    )
     assert refused.status_code == 400
     assert refused.json()["field"] == "starts_at" and refused.json()["code"] == "out_of_window"
-    booked = client.post("/api/v1/appointments", {"plan_item": str(item.public_id), "starts_at": late.isoformat(),
-                                                  "out_of_window_reason": "first free slot"}, format="json")
+    booked = client.post(
+        "/api/v1/appointments",
+        {"plan_item": str(item.public_id), "starts_at": late.isoformat(), "out_of_window_reason": "first free slot"},
+        format="json",
+    )
     assert booked.status_code == 201, booked.content
     assert booked.json()["out_of_window_reason"] == "first free slot"
-    moved = client.post(f"/api/v1/appointments/{booked.json()['id']}/move",
-                        {"starts_at": (late + timedelta(hours=2)).isoformat(), "out_of_window_reason": "later"},
-                        format="json")
+    moved = client.post(
+        f"/api/v1/appointments/{booked.json()['id']}/move",
+        {"starts_at": (late + timedelta(hours=2)).isoformat(), "out_of_window_reason": "later"},
+        format="json",
+    )
     assert moved.status_code == 200 and moved.json()["sequence"] == 1
     listed = client.get(f"/api/v1/appointments?patient={world.patient_a.public_id}&status=booked").json()
     assert [a["id"] for a in listed["results"]] == [booked.json()["id"]]
     assert client.get(f"/api/v1/appointments/{booked.json()['id']}").json()["status"] == "booked"
-    twice = client.post("/api/v1/appointments", {"plan_item": str(item.public_id), "starts_at": late.isoformat(),
-                                                 "out_of_window_reason": "x"}, format="json")
+    twice = client.post(
+        "/api/v1/appointments",
+        {"plan_item": str(item.public_id), "starts_at": late.isoformat(), "out_of_window_reason": "x"},
+        format="json",
+    )
     assert twice.status_code == 409
     assert PlanItem.objects.filter(pk=item.pk).exists()
 
@@ -165,7 +226,8 @@ def test_worklist_is_ranked_by_risk_and_explains_blocks(world: World) -> None:
     assert row["patient"]["id"] == str(world.patient_a.public_id)
     assert row["rebound_risk"] is True and row["days_late"] > 29
     assert {e["level"] for e in row["escalations"]} >= {"L1", "L2"}
-    assert world.client("nurse2").get("/api/v1/worklist").json()["count"] == 0
+    theirs = world.client("nurse2").get("/api/v1/worklist").json()["results"]
+    assert {r["patient"]["id"] for r in theirs} <= {str(world.patient_b.public_id)}
 
 
 def test_escalations_acknowledge_and_resolve(world: World) -> None:
@@ -175,8 +237,9 @@ def test_escalations_acknowledge_and_resolve(world: World) -> None:
     ack = client.post(f"/api/v1/escalations/{world.escalation_a.public_id}/acknowledge", format="json")
     assert ack.status_code == 200
     assert ack.json()["acknowledged_by"] == str(world.users["nurse1"].public_id)
-    resolved = client.post(f"/api/v1/escalations/{world.escalation_a.public_id}/resolve",
-                           {"resolution": "deferred"}, format="json")
+    resolved = client.post(
+        f"/api/v1/escalations/{world.escalation_a.public_id}/resolve", {"resolution": "deferred"}, format="json"
+    )
     assert resolved.status_code == 200 and resolved.json()["resolution"] == "deferred"
     again = client.post(f"/api/v1/escalations/{world.escalation_a.public_id}/acknowledge", format="json")
     assert again.status_code == 400 and again.json()["code"] == "resolved"
