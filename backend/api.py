@@ -9,6 +9,7 @@ ours go through gettext (``locale/``). ``errors(400, 404, …)`` documents them 
 from __future__ import annotations
 
 import uuid
+from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -155,7 +156,9 @@ class ReadModelSerializer(serializers.ModelSerializer):  # type: ignore[type-arg
     choices where the row holds an empty string.
     """
 
-    def include_extra_kwargs(self, kwargs: dict[str, Any], extra_kwargs: dict[str, Any]) -> dict[str, Any]:
+    def include_extra_kwargs(
+        self, kwargs: MutableMapping[str, Any], extra_kwargs: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         blank = kwargs.get("allow_blank", False)
         kwargs = super().include_extra_kwargs(kwargs, extra_kwargs)
         if blank:

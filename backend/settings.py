@@ -25,7 +25,7 @@ DJANGO_ENV = env_str("DJANGO_ENV", "development")
 PRODUCTION = DJANGO_ENV == "production"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
 
-_DEV_SECRET = "carnet-development-only-secret-key-not-for-production-use-0123456789"
+_DEV_SECRET = "carnet-development-only-secret-key-not-for-production-use-0123456789"  # noqa: S105  # dev default, refused in production
 SECRET_KEY = env_str("SECRET_KEY", "" if PRODUCTION else _DEV_SECRET)
 if PRODUCTION and (not SECRET_KEY or SECRET_KEY == _DEV_SECRET):
     raise ImproperlyConfigured("SECRET_KEY: set a long random value in production")

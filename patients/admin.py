@@ -196,7 +196,9 @@ class MedicalRecordForm(forms.ModelForm):  # type: ignore[type-arg]  # one form 
     """A booklet row: read-only once voided; a reason typed in ``void_with_reason`` voids it."""
 
     void_with_reason = forms.CharField(
-        label=_("Void with reason"), required=False, max_length=500,
+        label=_("Void with reason"),
+        required=False,
+        max_length=500,
         widget=forms.TextInput(attrs={"size": 18, "placeholder": _("reason, to void")}),
     )
 
@@ -214,7 +216,8 @@ class MedicalRecordForm(forms.ModelForm):  # type: ignore[type-arg]  # one form 
             if current and current not in units:
                 units.append(current)
             self.fields["unit_entered"] = forms.ChoiceField(
-                label=self.fields["unit_entered"].label, choices=[("", "---------")] + [(u, u) for u in units],
+                label=self.fields["unit_entered"].label,
+                choices=[("", "---------")] + [(u, u) for u in units],
                 disabled=self.fields["unit_entered"].disabled,
             )
 
@@ -243,7 +246,9 @@ class DoseRecordForm(MedicalRecordForm):
 
         try:
             dose.override_flags = dose_gates_check(
-                patient=dose.patient, course=dose.course, on=dose.given_on,
+                patient=dose.patient,
+                course=dose.course,
+                on=dose.given_on,
                 override_reason=(dose.override_reason or "").strip(),
             )
         except CarnetError as exc:
@@ -308,29 +313,69 @@ class MedicalRecordInline(admin.TabularInline):  # type: ignore[type-arg]  # sha
             parent = getattr(request, "_carnet_parent_patient", None)
             kwargs["queryset"] = (
                 TreatmentCourse.objects.filter(patient=parent, voided_at__isnull=True)
-                if parent is not None else TreatmentCourse.objects.none()
+                if parent is not None
+                else TreatmentCourse.objects.none()
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 class TreatmentCourseInline(MedicalRecordInline):
     model = TreatmentCourse
-    fields = ("protocol", "indication", "start_date", "planned_duration_months", "stop_date", "stop_reason",
-              "consolidation", "response", "prescriber", "status", "void_with_reason")
+    fields = (
+        "protocol",
+        "indication",
+        "start_date",
+        "planned_duration_months",
+        "stop_date",
+        "stop_reason",
+        "consolidation",
+        "response",
+        "prescriber",
+        "status",
+        "void_with_reason",
+    )
 
 
 class DoseRecordInline(MedicalRecordInline):
     model = DoseRecord
     form = DoseRecordForm
-    fields = ("given_at", "given_on", "course", "product", "dose_value", "dose_unit", "route", "injection_site",
-              "lot_number", "source", "given_by", "override_reason", "override_flags", "status", "void_with_reason")
+    fields = (
+        "given_at",
+        "given_on",
+        "course",
+        "product",
+        "dose_value",
+        "dose_unit",
+        "route",
+        "injection_site",
+        "lot_number",
+        "source",
+        "given_by",
+        "override_reason",
+        "override_flags",
+        "status",
+        "void_with_reason",
+    )
     readonly_fields = ("given_on", "override_flags", "status")
 
 
 class LabResultInline(MedicalRecordInline):
     model = LabResult
-    fields = ("drawn_at", "drawn_on", "test", "value_entered", "unit_entered", "value", "unit", "albumin_g_l",
-              "corrected_calcium_mmol_l", "reference_low", "reference_high", "status", "void_with_reason")
+    fields = (
+        "drawn_at",
+        "drawn_on",
+        "test",
+        "value_entered",
+        "unit_entered",
+        "value",
+        "unit",
+        "albumin_g_l",
+        "corrected_calcium_mmol_l",
+        "reference_low",
+        "reference_high",
+        "status",
+        "void_with_reason",
+    )
     readonly_fields = ("drawn_on", "value", "unit", "corrected_calcium_mmol_l", "status")
 
 
@@ -364,8 +409,10 @@ def audit_delta(newer: Any, older: Any, *, foreign_keys_are_objs: bool = False) 
     if not extra:
         return delta
     return ModelDelta(
-        changes=[*delta.changes, *extra], changed_fields=[*delta.changed_fields, *(c.field for c in extra)],
-        old_record=delta.old_record, new_record=delta.new_record,
+        changes=[*delta.changes, *extra],
+        changed_fields=[*delta.changed_fields, *(c.field for c in extra)],
+        old_record=delta.old_record,
+        new_record=delta.new_record,
     )
 
 
@@ -459,16 +506,28 @@ class PatientAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin):  # 
     readonly_fields = ("public_id", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("care_team", ("last_name", "first_name"), ("birth_date", "sex"), "user")}),
-        (_("Reminders"), {"fields": (("language", "timezone"), ("email", "phone"),
-                                     ("consent_email", "consent_push", "consent_sms"))}),
+        (
+            _("Reminders"),
+            {
+                "fields": (
+                    ("language", "timezone"),
+                    ("email", "phone"),
+                    ("consent_email", "consent_push", "consent_sms"),
+                )
+            },
+        ),
         (_("Clinical"), {"fields": (("weight_kg", "dialysis"), "risk_factors", "predispositions")}),
         (_("Record"), {"classes": ("collapse",), "fields": ("public_id", "created_at", "updated_at")}),
     )
     raw_id_fields = ("user",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).prefetch_related(
-            models.Prefetch("courses", queryset=TreatmentCourse.objects.filter(voided_at__isnull=True))
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                models.Prefetch("courses", queryset=TreatmentCourse.objects.filter(voided_at__isnull=True))
+            )
         )
 
     @admin.display(description=_("birth date"), ordering="birth_date")
@@ -477,9 +536,7 @@ class PatientAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin):  # 
 
     @admin.display(description=_("protocols"))
     def protocols(self, obj: Patient) -> str:
-        names = [
-            f"{c.protocol}{'' if c.stop_date is None else ' (stopped)'}" for c in obj.courses.all()
-        ]
+        names = [f"{c.protocol}{'' if c.stop_date is None else ' (stopped)'}" for c in obj.courses.all()]
         return ", ".join(names) or "—"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -523,7 +580,6 @@ class PatientAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin):  # 
         plan_sync([form.instance.pk])
 
 
-
 # --- the booklet models, one by one ----------------------------------------------------------
 
 
@@ -538,7 +594,13 @@ class MedicalRecordAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin
     search_fields: ClassVar[tuple[str, ...]] = ("patient__last_name", "patient__first_name")
     readonly_fields: ClassVar[tuple[str, ...]] = ()
     common_readonly: ClassVar[tuple[str, ...]] = (
-        "status", "recorded_by", "recorded_at", "voided_at", "voided_by", "void_reason", "public_id",
+        "status",
+        "recorded_by",
+        "recorded_at",
+        "voided_at",
+        "voided_by",
+        "void_reason",
+        "public_id",
     )
 
     @admin.display(description=_("status"))
@@ -574,7 +636,6 @@ class MedicalRecordAdmin(AuditedAdminMixin, ScopedAdminMixin, SimpleHistoryAdmin
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         if not _save_record(request, form, obj):
             plan_sync([obj.patient_id])
-
 
 
 @admin.register(TreatmentCourse)
@@ -654,8 +715,10 @@ class CarnetUserAdmin(DjangoUserAdmin):  # type: ignore[type-arg]  # django-stub
     fieldsets = (
         (None, {"fields": ("email", "password", "public_id")}),
         (_("Person"), {"fields": ("first_name", "last_name", "language")}),
-        (_("Role and access"), {"fields": ("role", "is_active", "is_staff", "is_superuser",
-                                           "groups", "user_permissions")}),
+        (
+            _("Role and access"),
+            {"fields": ("role", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (
@@ -705,8 +768,11 @@ class MembershipInline(admin.TabularInline):  # type: ignore[type-arg]
     def _can_manage(self, request: HttpRequest, obj: Any) -> bool:
         if request.user.is_superuser:
             return True
-        return (_is_care_staff(request) and getattr(request.user, "role", None) == Role.TEAM_ADMIN
-                and _in_scope(request, obj))
+        return (
+            _is_care_staff(request)
+            and getattr(request.user, "role", None) == Role.TEAM_ADMIN
+            and _in_scope(request, obj)
+        )
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return _is_care_staff(request) and _in_scope(request, obj)
@@ -749,5 +815,8 @@ class CareTeamAdmin(ScopedAdminMixin, admin.ModelAdmin):  # type: ignore[type-ar
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if request.user.is_superuser:
             return True
-        return (_is_care_staff(request) and getattr(request.user, "role", None) == Role.TEAM_ADMIN
-                and _in_scope(request, obj))
+        return (
+            _is_care_staff(request)
+            and getattr(request.user, "role", None) == Role.TEAM_ADMIN
+            and _in_scope(request, obj)
+        )

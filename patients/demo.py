@@ -53,8 +53,13 @@ FIRST_NAMES_F: tuple[str, ...] = tuple(_FrenchNames.first_names_female)
 FIRST_NAMES_M: tuple[str, ...] = tuple(_FrenchNames.first_names_male)
 LAST_NAMES: tuple[str, ...] = tuple(_FrenchNames.last_names)
 DENTISTS = ("Dr Lefèvre", "Dr Marchand", "Dr Benali", "Dr Nguyen", "Dr Rousseau", "Dr Perrin")
-SC_SITES = (InjectionSite.ABDOMEN, InjectionSite.THIGH_LEFT, InjectionSite.THIGH_RIGHT,
-            InjectionSite.ARM_LEFT, InjectionSite.ARM_RIGHT)
+SC_SITES = (
+    InjectionSite.ABDOMEN,
+    InjectionSite.THIGH_LEFT,
+    InjectionSite.THIGH_RIGHT,
+    InjectionSite.ARM_LEFT,
+    InjectionSite.ARM_RIGHT,
+)
 IV_SITES = (InjectionSite.IV_LEFT, InjectionSite.IV_RIGHT)
 
 # Share of patients per main story (denosumab 60 mg is the majority, as in a rheumatology clinic).
@@ -109,8 +114,9 @@ class Story:
 class StoryBuilder:
     """Builds stories for one care team; ``last_day`` is the latest date a fact may carry."""
 
-    def __init__(self, *, team: CareTeam, nurse: User | None, physician: User | None, seed: int,
-                 today: date | None = None) -> None:
+    def __init__(
+        self, *, team: CareTeam, nurse: User | None, physician: User | None, seed: int, today: date | None = None
+    ) -> None:
         self.team = team
         self.tz = ZoneInfo(team.timezone)
         self.nurse_id = nurse.pk if nurse is not None else None
@@ -126,15 +132,19 @@ class StoryBuilder:
     def _record(self, story: Story) -> Row:
         """The MedicalRecord columns every booklet row shares."""
         return {
-            "public_id": uuid.uuid4(), "patient": story.patient, "recorded_by_id": self.nurse_id,
-            "recorded_at": self.recorded_at, "voided_at": None, "voided_by_id": None, "void_reason": "",
+            "public_id": uuid.uuid4(),
+            "patient": story.patient,
+            "recorded_by_id": self.nurse_id,
+            "recorded_at": self.recorded_at,
+            "voided_at": None,
+            "voided_by_id": None,
+            "void_reason": "",
         }
 
     def _at(self, day: date, hour_from: int = 8, hour_to: int = 17) -> datetime:
         """An aware instant on the local ``day``: its local date is ``day`` by construction."""
         rng = self.rng
-        return datetime.combine(day, time(rng.randint(hour_from, hour_to), rng.choice((0, 15, 30, 45))),
-                                tzinfo=self.tz)
+        return datetime.combine(day, time(rng.randint(hour_from, hour_to), rng.choice((0, 15, 30, 45))), tzinfo=self.tz)
 
     def _days_back(self, lo: int, hi: int) -> date:
         return self.last_day - timedelta(days=self.rng.randint(lo, hi))
@@ -166,8 +176,11 @@ class StoryBuilder:
         if rng.random() < 0.04:
             predispositions.append(rng.choice(("thyroid_surgery", "malabsorption", "hypoparathyroidism")))
         return {
-            "public_id": uuid.uuid4(), "created_at": self.recorded_at, "updated_at": self.recorded_at,
-            "user_id": None, "care_team_id": self.team.pk,
+            "public_id": uuid.uuid4(),
+            "created_at": self.recorded_at,
+            "updated_at": self.recorded_at,
+            "user_id": None,
+            "care_team_id": self.team.pk,
             "first_name": first,
             "last_name": last,
             "birth_date": birth,
@@ -189,48 +202,83 @@ class StoryBuilder:
 
     def _course(self, story: Story, protocol: str, start: date, **extra: object) -> Row:
         indication = {
-            Protocol.DENOSUMAB_ONCO: Indication.ONCOLOGY, Protocol.ZOLEDRONIC_ONCO: Indication.ONCOLOGY,
+            Protocol.DENOSUMAB_ONCO: Indication.ONCOLOGY,
+            Protocol.ZOLEDRONIC_ONCO: Indication.ONCOLOGY,
         }.get(Protocol(protocol), Indication.OSTEOPOROSIS)
         if protocol == Protocol.VITAMIN_D and story.kind in ("denosumab_onco", "zoledronic_onco"):
             indication = Indication.ONCOLOGY
         course: Row = {
-            **self._record(story), "protocol": protocol, "indication": indication, "start_date": start,
-            "prescriber_id": self.physician_id, "planned_duration_months": None, "stop_date": None,
-            "stop_reason": "", "consolidation": "", "response": "", **extra,
+            **self._record(story),
+            "protocol": protocol,
+            "indication": indication,
+            "start_date": start,
+            "prescriber_id": self.physician_id,
+            "planned_duration_months": None,
+            "stop_date": None,
+            "stop_reason": "",
+            "consolidation": "",
+            "response": "",
+            **extra,
         }
         story.courses.append(course)
         return course
 
-    def _dose(self, story: Story, course: Row | None, product: str, value: Decimal, day: date,
-              *, source: str = DoseRecord.Source.STAFF) -> Row:
+    def _dose(
+        self,
+        story: Story,
+        course: Row | None,
+        product: str,
+        value: Decimal,
+        day: date,
+        *,
+        source: str = DoseRecord.Source.STAFF,
+    ) -> Row:
         route = {Product.DENOSUMAB: Route.SC, Product.ZOLEDRONIC_ACID: Route.IV}.get(Product(product), Route.PO)
         staff = source == DoseRecord.Source.STAFF
         dose: Row = {
-            **self._record(story), "course": course, "product": product, "dose_value": value,
-            "dose_unit": "IU" if product == Product.CHOLECALCIFEROL else "mg", "route": route,
-            "given_at": self._at(day), "given_on": day,
-            "injection_site": (self.rng.choice(IV_SITES if route == Route.IV else SC_SITES)
-                               if staff and route != Route.PO else ""),
+            **self._record(story),
+            "course": course,
+            "product": product,
+            "dose_value": value,
+            "dose_unit": "IU" if product == Product.CHOLECALCIFEROL else "mg",
+            "route": route,
+            "given_at": self._at(day),
+            "given_on": day,
+            "injection_site": (
+                self.rng.choice(IV_SITES if route == Route.IV else SC_SITES) if staff and route != Route.PO else ""
+            ),
             "lot_number": self._lot(product) if staff and route != Route.PO else "",
-            "source": source, "given_by_id": self.nurse_id if staff else None,
-            "override_reason": "", "override_flags": [],
+            "source": source,
+            "given_by_id": self.nurse_id if staff else None,
+            "override_reason": "",
+            "override_flags": [],
         }
         if not staff:
             dose["recorded_by_id"] = None
         story.doses.append(dose)
         return dose
 
-    def _lab(self, story: Story, test: str, value: Decimal, unit: str, day: date,
-             albumin_g_l: Decimal | None = None) -> Row:
+    def _lab(
+        self, story: Story, test: str, value: Decimal, unit: str, day: date, albumin_g_l: Decimal | None = None
+    ) -> Row:
         spec = LAB_TESTS[test]
         normalised = normalise(test, value, unit)
         corrected = None
         if test == LabResult.Test.CALCIUM_TOTAL:
             corrected = corrected_calcium(normalised, albumin_g_l).quantize(Decimal("0.001"))
         lab: Row = {
-            **self._record(story), "test": test, "value_entered": value, "unit_entered": unit, "value": normalised,
-            "unit": spec.unit, "albumin_g_l": albumin_g_l, "corrected_calcium_mmol_l": corrected,
-            "reference_low": None, "reference_high": None, "drawn_at": self._at(day, 7, 11), "drawn_on": day,
+            **self._record(story),
+            "test": test,
+            "value_entered": value,
+            "unit_entered": unit,
+            "value": normalised,
+            "unit": spec.unit,
+            "albumin_g_l": albumin_g_l,
+            "corrected_calcium_mmol_l": corrected,
+            "reference_low": None,
+            "reference_high": None,
+            "drawn_at": self._at(day, 7, 11),
+            "drawn_on": day,
         }
         story.labs.append(lab)
         return lab
@@ -242,8 +290,9 @@ class StoryBuilder:
         measured = target - ((Decimal(40) - albumin) / 40 if albumin is not None else Decimal(0))
         measured = measured.quantize(Decimal("0.01"))
         if rng.random() < 0.15:
-            self._lab(story, "calcium_total", (measured * Decimal("4.008")).quantize(Decimal("0.1")), "mg/dL",
-                      day, albumin)
+            self._lab(
+                story, "calcium_total", (measured * Decimal("4.008")).quantize(Decimal("0.1")), "mg/dL", day, albumin
+            )
         else:
             self._lab(story, "calcium_total", measured, "mmol/L", day, albumin)
 
@@ -258,19 +307,37 @@ class StoryBuilder:
         roll = rng.random()
         egfr = rng.randint(15, 29) if roll < 0.03 else rng.randint(30, 59) if roll < 0.25 else rng.randint(60, 105)
         self._lab(story, "egfr", Decimal(egfr), "mL/min/1.73m2", day)
-        self._lab(story, "creatinine", Decimal(rng.randint(55, 95) if egfr >= 60 else rng.randint(100, 280)),
-                  "umol/L", day)
+        self._lab(
+            story, "creatinine", Decimal(rng.randint(55, 95) if egfr >= 60 else rng.randint(100, 280)), "umol/L", day
+        )
 
     def _dental(self, story: Story, event: str, day: date, notes: str = "") -> None:
-        story.dental.append({
-            **self._record(story), "event": event, "date": day, "dentist": self.rng.choice(DENTISTS), "notes": notes,
-        })
+        story.dental.append(
+            {
+                **self._record(story),
+                "event": event,
+                "date": day,
+                "dentist": self.rng.choice(DENTISTS),
+                "notes": notes,
+            }
+        )
 
     # --- treatments -------------------------------------------------------------------------
 
-    def _periodic(self, story: Story, course: Row, product: str, value: Decimal,
-                  next_after: Callable[[date, int], date], *, until: date, late: bool, overdue: bool, missed: bool,
-                  low_calcium: bool) -> list[date]:
+    def _periodic(
+        self,
+        story: Story,
+        course: Row,
+        product: str,
+        value: Decimal,
+        next_after: Callable[[date, int], date],
+        *,
+        until: date,
+        late: bool,
+        overdue: bool,
+        missed: bool,
+        low_calcium: bool,
+    ) -> list[date]:
         """Doses from the course start, each from the previous actual one (R3), with calcium before each."""
         rng = self.rng
         days: list[date] = []
@@ -321,8 +388,7 @@ class StoryBuilder:
                 self._dose(story, course, Product.CHOLECALCIFEROL, dose, day, source=DoseRecord.Source.SELF_REPORTED)
             k += 1
         if n and add_months(start + timedelta(days=7 * n), 3) <= self.last_day:
-            self._vitamin_d_level(story, add_months(start + timedelta(days=7 * n), 3),
-                                  Decimal(rng.randint(24, 48)))
+            self._vitamin_d_level(story, add_months(start + timedelta(days=7 * n), 3), Decimal(rng.randint(24, 48)))
 
     def _baseline_vitamin_d(self, story: Story, day: date, *, deficient: bool) -> Decimal:
         rng = self.rng
@@ -358,8 +424,18 @@ class StoryBuilder:
         if kind == "denosumab_op":
             start = self._days_back(3 * 365 if late else 20, 5 * 365)
             course = self._course(story, Protocol.DENOSUMAB_OP, start)
-            self._periodic(story, course, Product.DENOSUMAB, Decimal(60), lambda d, _i: add_months(d, 6),
-                           until=self.last_day, late=late, overdue=overdue, missed=False, low_calcium=low_calcium)
+            self._periodic(
+                story,
+                course,
+                Product.DENOSUMAB,
+                Decimal(60),
+                lambda d, _i: add_months(d, 6),
+                until=self.last_day,
+                late=late,
+                overdue=overdue,
+                missed=False,
+                low_calcium=low_calcium,
+            )
         elif kind == "denosumab_op_to_start":
             # VITD-04 / DENT-02: a course about to start, loading vitamin D, perhaps after an extraction.
             start = self.today + timedelta(days=rng.randint(0, 45))
@@ -392,32 +468,61 @@ class StoryBuilder:
 
                 def step(d: date, i: int) -> date:
                     return add_months(d, 3 if good_response and i >= 11 else 1)
-            days = self._periodic(story, course, product, value, step, until=until, late=late,
-                                  overdue=overdue and not stopped, missed=missed, low_calcium=low_calcium)
+
+            days = self._periodic(
+                story,
+                course,
+                product,
+                value,
+                step,
+                until=until,
+                late=late,
+                overdue=overdue and not stopped,
+                missed=missed,
+                low_calcium=low_calcium,
+            )
             if stopped and days:
                 course["stop_date"] = min(self.last_day, days[-1] + timedelta(days=rng.randint(1, 20)))
-                course["stop_reason"] = rng.choice(("Décision de RCP", "Progression, soins de support",
-                                                 "Ostéonécrose de la mâchoire suspectée"))
+                course["stop_reason"] = rng.choice(
+                    ("Décision de RCP", "Progression, soins de support", "Ostéonécrose de la mâchoire suspectée")
+                )
             self._renal(story, self._days_back(0, 60))
             if rng.random() < 0.15:
-                story.comedications.append({
-                    **self._record(story), "name": "bévacizumab", "drug_class": Comedication.DrugClass.ANTIANGIOGENIC,
-                    "start_date": start - timedelta(days=rng.randint(0, 90)), "stop_date": None, "mg_per_day": None,
-                })
+                story.comedications.append(
+                    {
+                        **self._record(story),
+                        "name": "bévacizumab",
+                        "drug_class": Comedication.DrugClass.ANTIANGIOGENIC,
+                        "start_date": start - timedelta(days=rng.randint(0, 90)),
+                        "stop_date": None,
+                        "mg_per_day": None,
+                    }
+                )
         elif kind.startswith("consolidation"):
             # CONS-01/03: denosumab 60 mg stopped; the bisphosphonate starts 6 months after the last injection.
             start = self._days_back(2 * 365, 7 * 365)
             course = self._course(story, Protocol.DENOSUMAB_OP, start)
             stop_target = self._days_back(30, 540)
-            days = self._periodic(story, course, Product.DENOSUMAB, Decimal(60), lambda d, _i: add_months(d, 6),
-                                  until=max(start, add_months(stop_target, -6)), late=late, overdue=False, missed=False,
-                                  low_calcium=False)
+            days = self._periodic(
+                story,
+                course,
+                Product.DENOSUMAB,
+                Decimal(60),
+                lambda d, _i: add_months(d, 6),
+                until=max(start, add_months(stop_target, -6)),
+                late=late,
+                overdue=False,
+                missed=False,
+                low_calcium=False,
+            )
             last = days[-1] if days else start
             zoledronic = kind == "consolidation_zoledronic"
-            course["stop_date"] = min(self.last_day,
-                                      max(last, add_months(last, 6) - timedelta(days=rng.randint(0, 30))))
-            course["stop_reason"] = rng.choice(("Objectif densitométrique atteint", "Souhait de la patiente",
-                                             "Durée de traitement atteinte"))
+            course["stop_date"] = min(
+                self.last_day, max(last, add_months(last, 6) - timedelta(days=rng.randint(0, 30)))
+            )
+            course["stop_reason"] = rng.choice(
+                ("Objectif densitométrique atteint", "Souhait de la patiente", "Durée de traitement atteinte")
+            )
             course["consolidation"] = Protocol.ZOLEDRONIC_OP if zoledronic else Protocol.ALENDRONATE_OP
             cons_start = add_months(last, 6)
             if cons_start <= self.last_day:
@@ -435,8 +540,14 @@ class StoryBuilder:
                     week = cons_start
                     while week <= end:
                         if rng.random() < 0.9:
-                            self._dose(story, cons, Product.ALENDRONATE, Decimal(70), week,
-                                       source=DoseRecord.Source.SELF_REPORTED)
+                            self._dose(
+                                story,
+                                cons,
+                                Product.ALENDRONATE,
+                                Decimal(70),
+                                week,
+                                source=DoseRecord.Source.SELF_REPORTED,
+                            )
                         week += timedelta(days=7)
                     if add_months(cons_start, 12) <= self.last_day:
                         cons["stop_date"] = add_months(cons_start, 12) - timedelta(days=1)
@@ -461,19 +572,29 @@ class StoryBuilder:
             if rng.random() < 0.5 and day + timedelta(days=21) <= self.last_day:
                 self._dental(story, DentalEvent.Event.CLEARANCE, day + timedelta(days=21))
         if not onco and rng.random() < 0.1:
-            story.comedications.append({
-                **self._record(story), "name": "prednisone", "drug_class": Comedication.DrugClass.GLUCOCORTICOID,
-                "mg_per_day": Decimal(rng.choice(("5", "7.5", "10", "20"))), "start_date": self._days_back(100, 900),
-                "stop_date": None,
-            })
+            story.comedications.append(
+                {
+                    **self._record(story),
+                    "name": "prednisone",
+                    "drug_class": Comedication.DrugClass.GLUCOCORTICOID,
+                    "mg_per_day": Decimal(rng.choice(("5", "7.5", "10", "20"))),
+                    "start_date": self._days_back(100, 900),
+                    "stop_date": None,
+                }
+            )
         # A duplicate entry, voided with its reason (the booklet never deletes).
         staff_doses = [d for d in story.doses if d["source"] == DoseRecord.Source.STAFF]
         if staff_doses and rng.random() < 0.01:
             original = rng.choice(staff_doses)
-            story.doses.append({
-                **original, "public_id": uuid.uuid4(), "voided_at": self.recorded_at,
-                "voided_by_id": self.nurse_id, "void_reason": "Saisie en double",
-            })
+            story.doses.append(
+                {
+                    **original,
+                    "public_id": uuid.uuid4(),
+                    "voided_at": self.recorded_at,
+                    "voided_by_id": self.nurse_id,
+                    "void_reason": "Saisie en double",
+                }
+            )
         return story
 
 
@@ -538,7 +659,8 @@ class RowWriter:
         plan = list(zip(names, self.adapters, self.defaults, strict=True))
         params = [
             [
-                (row[name] if name in row else default()) if adapt is None
+                (row[name] if name in row else default())
+                if adapt is None
                 else adapt(row[name] if name in row else default())
                 for name, adapt, default in plan
             ]

@@ -376,6 +376,8 @@ class TreatmentCourse(MedicalRecord):
         expected = PROTOCOL_INDICATION.get(Protocol(self.protocol)) if self.protocol in Protocol.values else None
         if expected and self.indication and self.indication != expected:
             errors["indication"] = str(_("This protocol is for %(ind)s.") % {"ind": expected.label})
+        if self.start_date and not date(1990, 1, 1) <= self.start_date <= timezone.localdate() + timedelta(days=366):
+            errors["start_date"] = str(_("The start date must be after 1990 and within a year from today."))
         if self.stop_date and self.start_date and self.stop_date < self.start_date:
             errors["stop_date"] = str(_("A course cannot stop before it starts."))
         if self.stop_date and not self.stop_reason.strip():

@@ -158,7 +158,11 @@ def appointment_move(
     out_of_window_reason: str = "",
 ) -> Appointment:
     """Move a booked appointment (same UID in calendars, higher SEQUENCE); keeps its length by default."""
-    locked = Appointment.objects.select_for_update(of=("self",)).select_related("patient", "plan_item").get(pk=appointment.pk)
+    locked = (
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("patient", "plan_item")
+        .get(pk=appointment.pk)
+    )
     if locked.status != Appointment.Status.BOOKED:
         raise CarnetError(
             f"This appointment is {locked.status}; it cannot be moved.", field="appointment", code="not_booked"

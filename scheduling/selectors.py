@@ -78,8 +78,7 @@ def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date
     for course in (
         TreatmentCourse.objects.filter(patient_id__in=ids, voided_at__isnull=True)
         .order_by("start_date")
-        .values_list("pk", "patient_id", "protocol", "start_date", "stop_date", "consolidation", "response",
-                     named=True)
+        .values_list("pk", "patient_id", "protocol", "start_date", "stop_date", "consolidation", "response", named=True)
     ):
         courses[course.patient_id].append(course)
         course_protocols[course.pk] = course.protocol
@@ -103,8 +102,17 @@ def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date
     for lab in (
         LabResult.objects.filter(patient_id__in=ids, voided_at__isnull=True)
         .order_by("drawn_on", "pk")
-        .values_list("patient_id", "test", "value", "unit", "albumin_g_l", "drawn_on", "reference_low",
-                     "reference_high", named=True)
+        .values_list(
+            "patient_id",
+            "test",
+            "value",
+            "unit",
+            "albumin_g_l",
+            "drawn_on",
+            "reference_low",
+            "reference_high",
+            named=True,
+        )
     ):
         labs[lab.patient_id].append(
             rf.Lab(

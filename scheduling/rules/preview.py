@@ -66,8 +66,21 @@ def _req(data: Mapping[str, Any], key: str, field: str) -> Any:
     return data[key]
 
 
+# Facts outside these years are typing errors, and a course started centuries ago would make the
+# planner project thousands of cycles: refuse them at the door.
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2100, 12, 31)
+
+
 def _date(value: object, field: str, tz: str | None = None) -> date:
     """A local date "YYYY-MM-DD", or an ISO instant with offset converted with TIME-01."""
+    day = _parse_date(value, field, tz)
+    if not EARLIEST <= day <= LATEST:
+        raise RuleInputError(field, f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+    return day
+
+
+def _parse_date(value: object, field: str, tz: str | None) -> date:
     if not isinstance(value, str):
         raise RuleInputError(field, "must be a date string (YYYY-MM-DD)")
     if len(value) == 10:

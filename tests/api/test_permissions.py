@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from tests.api.conftest import World
 
@@ -117,7 +119,7 @@ def body_for(name: str, world: World) -> dict[str, Any]:
     if name == "api-appointments":
         return {
             "plan_item": str(world.item_a.public_id),
-            "starts_at": "2030-01-01T09:00:00+01:00",
+            "starts_at": (timezone.now() + timedelta(days=30)).isoformat(),
             "out_of_window_reason": "x",
         }
     return {}

@@ -85,8 +85,9 @@ def test_nurse_sees_patient_list_change_page_with_inlines_and_history(nurse_clie
 
 
 @pytest.mark.parametrize("term", ["12/04/1958", "1958-04-12", "dubois 12/04/1958"])
-def test_search_by_birth_date_as_a_nurse_types_it(nurse_client: Client, patient: Patient, team: CareTeam,
-                                                   term: str) -> None:
+def test_search_by_birth_date_as_a_nurse_types_it(
+    nurse_client: Client, patient: Patient, team: CareTeam, term: str
+) -> None:
     PatientFactory(care_team=team, last_name="Martin", birth_date=date(1958, 4, 13))
     response = nurse_client.get("/admin/patients/patient/", {"q": term})
     assert response.status_code == 200
@@ -274,9 +275,17 @@ def test_add_a_dose_from_the_patient_page_records_who(
     given = timezone.localtime() - timedelta(days=2)
     course = patient.courses.get()
     new = {
-        "given_at_0": given.strftime("%d/%m/%Y"), "given_at_1": "10:30:00", "course": course.pk,
-        "product": "denosumab", "dose_value": "60", "dose_unit": "mg", "route": "SC", "injection_site": "abdomen",
-        "lot_number": "LOT-NEW", "source": "staff", "given_by": nurse.pk,
+        "given_at_0": given.strftime("%d/%m/%Y"),
+        "given_at_1": "10:30:00",
+        "course": course.pk,
+        "product": "denosumab",
+        "dose_value": "60",
+        "dose_unit": "mg",
+        "route": "SC",
+        "injection_site": "abdomen",
+        "lot_number": "LOT-NEW",
+        "source": "staff",
+        "given_by": nurse.pk,
     }
     for name, value in new.items():
         data[f"{prefix}-{index}-{name}"] = value
@@ -296,12 +305,20 @@ def test_user_admin_uses_email_login(team: CareTeam) -> None:
     client = Client()
     client.force_login(admin_user)
     assert client.get("/admin/patients/user/").status_code == 200
-    response = client.post("/admin/patients/user/add/", {
-        "email": "nouvelle@example.test", "role": "nurse", "usable_password": "true",
-        "password1": "Un-mot-de-passe-long-42", "password2": "Un-mot-de-passe-long-42",
-        "memberships-TOTAL_FORMS": "1", "memberships-INITIAL_FORMS": "0",
-        "memberships-0-care_team": team.pk, "memberships-0-role": "nurse",
-    })
+    response = client.post(
+        "/admin/patients/user/add/",
+        {
+            "email": "nouvelle@example.test",
+            "role": "nurse",
+            "usable_password": "true",
+            "password1": "Un-mot-de-passe-long-42",
+            "password2": "Un-mot-de-passe-long-42",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-0-care_team": team.pk,
+            "memberships-0-role": "nurse",
+        },
+    )
     assert response.status_code == 302, response.context["errors"] if response.context else response
     created = User.objects.get(email="nouvelle@example.test")
     assert created.check_password("Un-mot-de-passe-long-42") and created.role == "nurse"
@@ -362,9 +379,18 @@ def test_blocked_dose_from_the_patient_page_is_refused_like_the_service(
     data[f"{prefix}-TOTAL_FORMS"] = index + 1
     given = timezone.localtime() - timedelta(days=1)
     new = {
-        "given_at_0": given.strftime("%d/%m/%Y"), "given_at_1": "10:30:00", "course": patient.courses.get().pk,
-        "product": "denosumab", "dose_value": "60", "dose_unit": "mg", "route": "SC", "injection_site": "abdomen",
-        "lot_number": "LOT-BLOCKED", "source": "staff", "given_by": nurse.pk, "patient": patient.pk,
+        "given_at_0": given.strftime("%d/%m/%Y"),
+        "given_at_1": "10:30:00",
+        "course": patient.courses.get().pk,
+        "product": "denosumab",
+        "dose_value": "60",
+        "dose_unit": "mg",
+        "route": "SC",
+        "injection_site": "abdomen",
+        "lot_number": "LOT-BLOCKED",
+        "source": "staff",
+        "given_by": nurse.pk,
+        "patient": patient.pk,
     }
     for name, value in new.items():
         data[f"{prefix}-{index}-{name}"] = value

@@ -62,7 +62,8 @@ def test_create_update_and_void_of_a_dose_are_recorded_with_who_and_what() -> No
 
 
 @pytest.mark.parametrize(
-    "factory", [PatientFactory, TreatmentCourseFactory, LabResultFactory, DentalEventFactory],
+    "factory",
+    [PatientFactory, TreatmentCourseFactory, LabResultFactory, DentalEventFactory],
 )
 def test_every_medical_model_keeps_history_of_creates_and_updates(factory: type) -> None:
     nurse = StaffUserFactory()
@@ -82,10 +83,15 @@ def test_every_medical_model_keeps_history_of_creates_and_updates(factory: type)
 
 def test_lab_history_keeps_the_value_as_entered_and_normalised() -> None:
     nurse = StaffUserFactory()
-    lab = LabResultFactory.build(patient=PatientFactory(), test="25ohd", value_entered=Decimal("75"),
-                                 unit_entered="nmol/L")
+    lab = LabResultFactory.build(
+        patient=PatientFactory(), test="25ohd", value_entered=Decimal("75"), unit_entered="nmol/L"
+    )
     lab.full_clean()
     _save(lab, nurse)
     record = lab.history.get()
     assert (record.value_entered, record.unit_entered, record.value, record.unit) == (
-        Decimal("75.000"), "nmol/L", Decimal("30.000"), "ng/mL")
+        Decimal("75.000"),
+        "nmol/L",
+        Decimal("30.000"),
+        "ng/mL",
+    )

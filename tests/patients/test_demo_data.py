@@ -71,22 +71,25 @@ def test_forty_patients_cover_every_protocol_and_scenario(rebuilt: list[list[int
     gaps = [(b - a).days for days in dmab_op_days.values() for a, b in pairwise(days)]
     assert any(gap > 183 + 28 for gap in gaps), "a late denosumab dose"
     assert any(160 <= gap <= 200 for gap in gaps), "on-time doses"
-    running = set(TreatmentCourse.objects.filter(protocol=Protocol.DENOSUMAB_OP, stop_date=None)
-                  .values_list("patient_id", flat=True))
+    running = set(
+        TreatmentCourse.objects.filter(protocol=Protocol.DENOSUMAB_OP, stop_date=None).values_list(
+            "patient_id", flat=True
+        )
+    )
     overdue = [pid for pid, days in dmab_op_days.items() if pid in running and days[-1] + timedelta(days=183) < today]
     assert overdue, "a denosumab dose overdue today"
     onco_days: dict[int, list] = defaultdict(list)
     for dose in live.filter(course__protocol=Protocol.DENOSUMAB_ONCO).order_by("given_on"):
         onco_days[dose.patient_id].append(dose.given_on)
-    assert any((b - a).days >= 49 for days in onco_days.values() for a, b in pairwise(days)), \
-        "a missed monthly dose"
+    assert any((b - a).days >= 49 for days in onco_days.values() for a, b in pairwise(days)), "a missed monthly dose"
 
     labs = LabResult.objects.filter(patient__care_team=team, voided_at__isnull=True)
     assert labs.filter(test="calcium_total", corrected_calcium_mmol_l__lt=Decimal("2.20")).exists()
     assert labs.filter(test="25ohd", value__lt=20).exists()
     assert labs.filter(test="25ohd", unit_entered="nmol/L").exists() and labs.filter(unit_entered="ng/mL").exists()
-    assert DentalEvent.objects.filter(patient__care_team=team, event="extraction",
-                                      date__gte=today - timedelta(days=60)).exists()
+    assert DentalEvent.objects.filter(
+        patient__care_team=team, event="extraction", date__gte=today - timedelta(days=60)
+    ).exists()
     stopped = TreatmentCourse.objects.filter(patient__care_team=team, stop_date__isnull=False)
     assert stopped.exists() and not stopped.filter(stop_reason="").exists()
     assert stopped.filter(protocol=Protocol.DENOSUMAB_OP).exclude(consolidation="").exists()
@@ -109,7 +112,8 @@ def test_bulk_rows_are_what_clean_would_store(rebuilt: list[list[int]]) -> None:
         assert lab.value == normalise(lab.test, lab.value_entered, lab.unit_entered)
         if lab.test == "calcium_total":
             assert lab.corrected_calcium_mmol_l == corrected_calcium(lab.value, lab.albumin_g_l).quantize(
-                Decimal("0.001"))
+                Decimal("0.001")
+            )
         lab.full_clean()
     for model in (Patient, TreatmentCourse, DentalEvent, Comedication):
         for row in model.objects.filter(**({"care_team": team} if model is Patient else {"patient__care_team": team})):
@@ -127,8 +131,11 @@ def test_demo_logins_and_rerun_adds_patients_without_crashing(rebuilt: list[list
     assert Patient.objects.filter(care_team=team).count() == 15
     assert [len(ids) for ids in rebuilt] == [10, 5]
     assert not set(rebuilt[0]) & set(rebuilt[1])
-    for email, role in (("nurse@carnet.localhost", "nurse"), ("physician@carnet.localhost", "physician"),
-                        ("admin@carnet.localhost", "team_admin")):
+    for email, role in (
+        ("nurse@carnet.localhost", "nurse"),
+        ("physician@carnet.localhost", "physician"),
+        ("admin@carnet.localhost", "team_admin"),
+    ):
         user = User.objects.get(email=email)
         assert user.check_password("carnet-demo") and user.is_staff and user.role == role
         assert StaffMembership.objects.get(user=user, care_team=team).role == role

@@ -6,11 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.utils import translation
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from patients.models import DoseRecord, LabResult, Patient, Protocol, TreatmentCourse
 from tests.factories import (
@@ -34,15 +33,28 @@ def _today() -> date:
 
 
 def _lab(patient: Patient, test: str, value: str, unit: str, **extra: object) -> LabResult:
-    return LabResult(patient=patient, test=test, value_entered=Decimal(value), unit_entered=unit,
-                     drawn_at=timezone.now() - timedelta(days=2), **extra)
+    return LabResult(
+        patient=patient,
+        test=test,
+        value_entered=Decimal(value),
+        unit_entered=unit,
+        drawn_at=timezone.now() - timedelta(days=2),
+        **extra,
+    )
 
 
 def _dose(course: TreatmentCourse, *, days_ago: int = 3, **extra: object) -> DoseRecord:
     values: dict[str, object] = {
-        "patient": course.patient, "course": course, "product": "denosumab", "dose_value": Decimal(60),
-        "dose_unit": "mg", "route": "SC", "given_at": local_noon(_today() - timedelta(days=days_ago)),
-        "injection_site": "abdomen", "lot_number": "LOT-1", "source": DoseRecord.Source.STAFF,
+        "patient": course.patient,
+        "course": course,
+        "product": "denosumab",
+        "dose_value": Decimal(60),
+        "dose_unit": "mg",
+        "route": "SC",
+        "given_at": local_noon(_today() - timedelta(days=days_ago)),
+        "injection_site": "abdomen",
+        "lot_number": "LOT-1",
+        "source": DoseRecord.Source.STAFF,
     }
     values.update(extra)
     return DoseRecord(**values)
@@ -111,8 +123,9 @@ def test_given_on_is_the_local_date_in_the_patients_time_zone() -> None:
         ("calcium_ionised", "1.20", "mmol/L", Decimal("1.200"), "mmol/L"),
     ],
 )
-def test_lab_units_are_checked_and_converted(test: str, value: str, unit: str, stored: Decimal,
-                                             stored_unit: str) -> None:
+def test_lab_units_are_checked_and_converted(
+    test: str, value: str, unit: str, stored: Decimal, stored_unit: str
+) -> None:
     lab = _lab(PatientFactory(), test, value, unit)
     lab.full_clean()
     lab.save()
@@ -132,8 +145,12 @@ def test_unknown_unit_is_refused_naming_the_field() -> None:
 
 @pytest.mark.parametrize(
     ("test", "value", "unit"),
-    [("calcium_total", "25", "mmol/L"), ("25ohd", "1000", "ng/mL"), ("calcium_total", "2.3", "mg/dL"),
-     ("albumin", "35", "g/dL")],
+    [
+        ("calcium_total", "25", "mmol/L"),
+        ("25ohd", "1000", "ng/mL"),
+        ("calcium_total", "2.3", "mg/dL"),
+        ("albumin", "35", "g/dL"),
+    ],
 )
 def test_value_outside_plausible_range_is_refused_on_value_entered(test: str, value: str, unit: str) -> None:
     lab = _lab(PatientFactory(), test, value, unit)
@@ -237,13 +254,22 @@ def test_same_day_different_product_is_allowed() -> None:
     dose = _dose(course)
     dose.full_clean()
     dose.save()
-    vitamin = _dose(vitd, product="cholecalciferol", dose_value=Decimal(50000), dose_unit="IU", route="PO",
-                    injection_site="", lot_number="", source=DoseRecord.Source.SELF_REPORTED)
+    vitamin = _dose(
+        vitd,
+        product="cholecalciferol",
+        dose_value=Decimal(50000),
+        dose_unit="IU",
+        route="PO",
+        injection_site="",
+        lot_number="",
+        source=DoseRecord.Source.SELF_REPORTED,
+    )
     vitamin.full_clean()
 
 
 @pytest.mark.parametrize(
-    "factory", [DoseRecordFactory, LabResultFactory, DentalEventFactory, TreatmentCourseFactory],
+    "factory",
+    [DoseRecordFactory, LabResultFactory, DentalEventFactory, TreatmentCourseFactory],
 )
 def test_delete_of_a_medical_record_is_refused(factory: type) -> None:
     record = factory()
@@ -261,7 +287,8 @@ def test_bad_input_changes_nothing_already_stored() -> None:
     lab.full_clean()
     lab.save()
     before = {
-        "doses": DoseRecord.objects.count(), "labs": LabResult.objects.count(),
+        "doses": DoseRecord.objects.count(),
+        "labs": LabResult.objects.count(),
         "dose": model_to_dict(DoseRecord.objects.get(pk=dose.pk)),
         "lab": model_to_dict(LabResult.objects.get(pk=lab.pk)),
     }

@@ -131,3 +131,12 @@ def test_plan_command_bad_input_exits_2_naming_the_field(tmp_path: Path) -> None
     malformed = _manage("plan", "-", stdin="{oops")
     assert malformed.returncode == 2
     assert json.loads(malformed.stderr)["field"] == "body"
+
+
+@pytest.mark.django_db
+def test_preview_refuses_dates_centuries_away(staff_client: APIClient) -> None:
+    """A typo like year 0334 would make the planner project thousands of cycles: refused."""
+    bad = {**EXAMPLE, "courses": [{"protocol": "denosumab_onco_120mg", "start_date": "0334-01-01"}], "doses": []}
+    response = staff_client.post("/api/v1/plan/preview", bad, format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "courses[0].start_date"

@@ -61,8 +61,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--patients", type=int, default=300, help="how many patients to add (default 300)")
         parser.add_argument("--team", default="Carnet démo — Rhumatologie", help="care team name (created if missing)")
-        parser.add_argument("--seed", type=int, default=None,
-                            help="random seed (default: derived from the team's patient count, so re-runs differ)")
+        parser.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help="random seed (default: derived from the team's patient count, so re-runs differ)",
+        )
         parser.add_argument("--batch", type=int, default=5000, help="patients per transaction (default 5000)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -84,8 +88,16 @@ class Command(BaseCommand):
         kinds: Counter[str] = Counter()
         rows: Counter[str] = Counter()
         first_op: int | None = None
-        with _bulk_load_settings(), tqdm(total=count, unit="patient", desc="demo booklets", file=sys.stderr,
-                                         disable=options.get("verbosity", 1) == 0) as bar:
+        with (
+            _bulk_load_settings(),
+            tqdm(
+                total=count,
+                unit="patient",
+                desc="demo booklets",
+                file=sys.stderr,
+                disable=options.get("verbosity", 1) == 0,
+            ) as bar,
+        ):
             for offset in range(0, count, batch):
                 stories = [builder.build() for _ in range(min(batch, count - offset))]
                 with transaction.atomic():
@@ -106,8 +118,10 @@ class Command(BaseCommand):
 
         out = self.stdout
         out.write(f"Care team: {team.name} (id {team.pk}, {team.timezone})")
-        out.write(f"Added {len(ids)} patients in {facts_seconds:.1f} s: " + ", ".join(
-            f"{kind} {n}" for kind, n in sorted(kinds.items())))
+        out.write(
+            f"Added {len(ids)} patients in {facts_seconds:.1f} s: "
+            + ", ".join(f"{kind} {n}" for kind, n in sorted(kinds.items()))
+        )
         out.write("Rows: " + ", ".join(f"{name} {n}" for name, n in rows.items()))
         out.write(f"Demo logins (password {DEMO_PASSWORD}):")
         for email, role, _first, _last in DEMO_LOGINS:
@@ -121,8 +135,9 @@ class Command(BaseCommand):
         for email, role, first, last in DEMO_LOGINS:
             user = User.objects.filter(email=email).first()
             if user is None:
-                user = User.objects.create_user(email, DEMO_PASSWORD, role=role, first_name=first, last_name=last,
-                                                is_staff=True)
+                user = User.objects.create_user(
+                    email, DEMO_PASSWORD, role=role, first_name=first, last_name=last, is_staff=True
+                )
             StaffMembership.objects.get_or_create(user=user, care_team=team, defaults={"role": role})
             users[role] = user
         return users
@@ -135,8 +150,13 @@ class Command(BaseCommand):
             return None
         patient = Patient.objects.get(pk=patient_id)
         if user is None:
-            user = User.objects.create_user(PATIENT_LOGIN, DEMO_PASSWORD, role=Role.PATIENT,
-                                            first_name=patient.first_name, last_name=patient.last_name)
+            user = User.objects.create_user(
+                PATIENT_LOGIN,
+                DEMO_PASSWORD,
+                role=Role.PATIENT,
+                first_name=patient.first_name,
+                last_name=patient.last_name,
+            )
         patient.user = user
         patient.email = PATIENT_LOGIN
         patient.consent_email = True
