@@ -252,6 +252,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": timedelta(seconds=env_int("NOTIFY_SWEEP_INTERVAL_SECONDS", 60)),
         "options": {"expires": 55},
     },
+    # Idempotency keys live IDEMPOTENCY_KEY_TTL_HOURS; forget older ones daily.
+    "idempotency-purge": {
+        "task": "idempotency.tasks.idempotency_purge",
+        "schedule": crontab(minute=15, hour=3),
+    },
 }
 
 # Cache: rate-limit counters (iCal feeds). Per-process memory by default; set CACHE_URL
