@@ -17,6 +17,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from backend.errors import CarnetError
@@ -90,14 +91,22 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
     inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
     config = selectors.rules_config()
+    plans = {
+        p.pk: engine.compute_plan(inputs[p.pk], today=today_by_patient[p.pk], config=config) for p in patients
+    }
+    # Only the rows that can change: the open ones, and closed ones whose key is planned again
+    # (a voided dose reopens its item). Years of done items stay unread.
+    planned_keys = {item.key for plan in plans.values() for item in plan.items}
     stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
-    for row in PlanItem.objects.filter(patient_id__in=[p.pk for p in patients]):
+    for row in PlanItem.objects.filter(patient_id__in=[p.pk for p in patients]).filter(
+        Q(closed_at__isnull=True) | Q(key__in=planned_keys)
+    ):
         stored[row.patient_id][row.key] = row
     result = SyncResult()
     to_create: list[PlanItem] = []
     to_update: list[PlanItem] = []
     for patient in patients:
-        plan = engine.compute_plan(inputs[patient.pk], today=today_by_patient[patient.pk], config=config)
+        plan = plans[patient.pk]
         item_flags: dict[str, list[dict[str, object]]] = defaultdict(list)
         for flag in plan.flags:
             if flag.subject is not None:

@@ -291,3 +291,22 @@ def test_each_fact_change_rewrites_the_plan_in_bounded_queries(
     # writes, escalations and the outbox; never a query per dose or per item.
     assert max(long.values()) <= 45, long
     assert long == short
+
+
+def test_voiding_the_dose_reopens_the_same_done_item(
+    op_patient: tuple[Any, Any], give: Any, calcium: Any, nurse: Any
+) -> None:
+    """A done item is not re-read on every re-plan, but a void brings the very same row back."""
+    patient, course = op_patient
+    item = _open_injection(patient)
+    with time_machine.travel(at("2026-07-15", 9), tick=False):
+        calcium(patient, "2026-07-14")
+        dose = give(patient, course, "2026-07-15")
+    item.refresh_from_db()
+    assert item.status == "done" and item.closed_at is not None
+    with time_machine.travel(at("2026-07-16", 9), tick=False):
+        booklet.dose_void(dose=dose, reason="Entered on the wrong patient", by=nurse)
+    item.refresh_from_db()
+    assert item.closed_at is None
+    assert item.status == "overdue_L1"
+    assert _open_injection(patient).pk == item.pk
