@@ -91,9 +91,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
     inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
     config = selectors.rules_config()
-    plans = {
-        p.pk: engine.compute_plan(inputs[p.pk], today=today_by_patient[p.pk], config=config) for p in patients
-    }
+    plans = {p.pk: engine.compute_plan(inputs[p.pk], today=today_by_patient[p.pk], config=config) for p in patients}
     # Only the rows that can change: the open ones, and closed ones whose key is planned again
     # (a voided dose reopens its item). Years of done items stay unread.
     planned_keys = {item.key for plan in plans.values() for item in plan.items}
