@@ -11,11 +11,13 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
@@ -320,6 +322,41 @@ def plan_diff(patient: Patient, *, today: date, change: Any) -> dict[str, Any]:
     }
 
 
+def _preview_then_confirm(
+    request: HttpRequest,
+    form: forms.Form,
+    *,
+    patient: Patient,
+    today: date,
+    save: Callable[[dict[str, Any]], object],
+    change: Callable[[dict[str, Any]], Callable[[rf.PlanInput], rf.PlanInput]],
+    success: str,
+    field_map: dict[str, str] | None = None,
+) -> tuple[HttpResponse | None, dict[str, Any] | None, str]:
+    """A course change is previewed first; "confirm" saves exactly the values just previewed.
+
+    Returns (redirect once saved, the plan difference to show, the preview token).
+    """
+    if not form.is_valid():
+        return None, None, ""
+    data = form.cleaned_data
+    token = preview_token(data)
+    if request.POST.get("action") == "confirm":
+        if request.POST.get("previewed") != token:
+            messages.warning(request, _("The values changed since the preview: check it, then confirm."))
+        else:
+            try:
+                save(data)
+            except CarnetError as exc:
+                apply_error(form, exc, field_map)
+            else:
+                messages.success(request, success)
+                return redirect(patient_url(patient, "plan")), None, token
+    if not form.is_valid():
+        return None, None, token
+    return None, plan_diff(patient, today=today, change=change(data)), token
+
+
 @staff_view
 def course_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     scope = scope_of(request)
@@ -329,37 +366,28 @@ def course_new(request: HttpRequest, patient_id: UUID) -> HttpResponse:
     token = ""
     if request.method == "POST":
         form = CourseStartForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            token = preview_token(data)
-            confirmed = request.POST.get("action") == "confirm"
-            if confirmed and request.POST.get("previewed") != token:
-                messages.warning(request, _("The values changed since the preview: check it, then confirm."))
-            if confirmed and request.POST.get("previewed") == token:
-                try:
-                    services.course_start(
-                        patient=patient,
-                        protocol=data["protocol"],
-                        start_date=data["start_date"],
-                        by=scope.user,
-                        planned_duration_months=data["planned_duration_months"],
-                        response=data["response"] or "",
-                    )
-                except CarnetError as exc:
-                    apply_error(form, exc)
-                else:
-                    messages.success(request, _("Course started."))
-                    return redirect(patient_url(patient, "plan"))
-            if form.is_valid():
-                new_course = rf.Course(
-                    key="new",
-                    protocol=data["protocol"],
-                    start_date=data["start_date"],
-                    response=data["response"] or None,
-                )
-                preview = plan_diff(
-                    patient, today=today, change=lambda f: dataclasses.replace(f, courses=(*f.courses, new_course))
-                )
+
+        def save(data: dict[str, Any]) -> object:
+            return services.course_start(
+                patient=patient,
+                protocol=data["protocol"],
+                start_date=data["start_date"],
+                by=scope.user,
+                planned_duration_months=data["planned_duration_months"],
+                response=data["response"] or "",
+            )
+
+        def change(data: dict[str, Any]) -> Callable[[rf.PlanInput], rf.PlanInput]:
+            new_course = rf.Course(
+                key="new", protocol=data["protocol"], start_date=data["start_date"], response=data["response"] or None
+            )
+            return lambda f: dataclasses.replace(f, courses=(*f.courses, new_course))
+
+        done, preview, token = _preview_then_confirm(
+            request, form, patient=patient, today=today, save=save, change=change, success=_("Course started.")
+        )
+        if done is not None:
+            return done
     else:
         form = CourseStartForm(initial={"start_date": today, "protocol": Protocol.DENOSUMAB_OP})
     return render(
@@ -387,36 +415,35 @@ def course_stop(request: HttpRequest, patient_id: UUID, course_id: UUID) -> Http
         return redirect(patient_url(patient, "courses"))
     if request.method == "POST":
         form = CourseStopForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            token = preview_token(data)
-            confirmed = request.POST.get("action") == "confirm"
-            if confirmed and request.POST.get("previewed") != token:
-                messages.warning(request, _("The values changed since the preview: check it, then confirm."))
-            if confirmed and request.POST.get("previewed") == token:
-                try:
-                    services.course_stop(
-                        course=course,
-                        stop_date=data["stop_date"],
-                        reason=data["reason"],
-                        by=scope.user,
-                        consolidation=data["consolidation"],
-                    )
-                except CarnetError as exc:
-                    apply_error(form, exc, {"stop_reason": "reason"})
-                else:
-                    messages.success(request, _("Course stopped."))
-                    return redirect(patient_url(patient, "plan"))
-            if form.is_valid():
-                stop = rf.Stop(date=data["stop_date"], consolidation=data["consolidation"] or None)
-                key = str(course.pk)
-                preview = plan_diff(
-                    patient,
-                    today=today,
-                    change=lambda f: dataclasses.replace(
-                        f, courses=tuple(dataclasses.replace(c, stop=stop) if c.key == key else c for c in f.courses)
-                    ),
-                )
+
+        def save(data: dict[str, Any]) -> object:
+            return services.course_stop(
+                course=course,
+                stop_date=data["stop_date"],
+                reason=data["reason"],
+                by=scope.user,
+                consolidation=data["consolidation"],
+            )
+
+        def change(data: dict[str, Any]) -> Callable[[rf.PlanInput], rf.PlanInput]:
+            stop = rf.Stop(date=data["stop_date"], consolidation=data["consolidation"] or None)
+            key = str(course.pk)
+            return lambda f: dataclasses.replace(
+                f, courses=tuple(dataclasses.replace(c, stop=stop) if c.key == key else c for c in f.courses)
+            )
+
+        done, preview, token = _preview_then_confirm(
+            request,
+            form,
+            patient=patient,
+            today=today,
+            save=save,
+            change=change,
+            success=_("Course stopped."),
+            field_map={"stop_reason": "reason"},
+        )
+        if done is not None:
+            return done
     else:
         form = CourseStopForm(initial={"stop_date": today})
     return render(
