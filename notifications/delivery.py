@@ -21,6 +21,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -84,44 +85,84 @@ class Stats:
         self.lost_claims += other.lost_claims
 
 
-def outbox_claim(*, limit: int, now: datetime | None = None) -> tuple[str, list[OutboxMessage]]:
-    """Claim up to ``limit`` due rows (and rows whose lease ran out) for this caller."""
+def handover_lease_seconds() -> int:
+    """How long a claimed batch may wait in the broker for a worker before any sweep claims it again."""
+    return int(_setting("NOTIFY_HANDOVER_LEASE_SECONDS", 60))
+
+
+# One statement per batch: lock due rows with SKIP LOCKED and move them to ``sending`` under a
+# new token. Expired leases first (a crashed sender's rows, or a batch lost with the broker), then
+# due rows; each is one index range scan of a partial index that holds only rows in that state
+# (outbox_lease_idx, outbox_due_idx), so rows claimed earlier are not walked again. Due rows go
+# by destination within a due time, so a device's rows land in one batch (one 410, not two).
+_CLAIM_SQL = """
+WITH expired AS (
+    SELECT id FROM {table} WHERE state = 'sending' AND claimed_until < %(now)s
+    ORDER BY claimed_until, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at, device_id, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), claimed AS (
+    SELECT id FROM expired UNION ALL (SELECT id FROM due) LIMIT %(limit)s
+)
+UPDATE {table} AS o SET state = 'sending', claim_token = %(token)s, claimed_until = %(until)s, updated_at = %(now)s
+FROM claimed WHERE o.id = claimed.id
+RETURNING o.id
+"""
+
+
+def outbox_claim_ids(*, limit: int, lease: float, now: datetime | None = None) -> tuple[str, list[int]]:
+    """Claim up to ``limit`` due rows (and rows whose lease ran out) for ``lease`` seconds: (token, ids)."""
     moment = now or timezone.now()
     token = uuid.uuid4().hex
+    until = moment + timedelta(seconds=lease)
+    if connection.features.has_select_for_update_skip_locked:
+        sql = _CLAIM_SQL.format(table=connection.ops.quote_name(OutboxMessage._meta.db_table))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"now": moment, "limit": limit, "token": token, "until": until})
+            return token, [row[0] for row in cursor.fetchall()]
+    # SQLite: no row locks, writers are serialised; the conditional UPDATE decides the winner.
     claimable = Q(state=OutboxState.PENDING, next_attempt_at__lte=moment) | Q(
         state=OutboxState.SENDING, claimed_until__lt=moment
     )
     with transaction.atomic():
-        # Two index range scans (expired leases, then due rows) rather than one OR, which made
-        # PostgreSQL walk every claimable row of the table on each claim (bench/bench_sweep.py).
-        # By destination within a due time, so a device's rows land in one batch (one 410, not two).
-        expired = OutboxMessage.objects.filter(state=OutboxState.SENDING, claimed_until__lt=moment).order_by(
-            "claimed_until", "pk"
-        )
-        due = OutboxMessage.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=moment).order_by(
-            "next_attempt_at", "device_id", "pk"
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            expired = expired.select_for_update(skip_locked=True)
-            due = due.select_for_update(skip_locked=True)
-        ids = list(expired.values_list("pk", flat=True)[:limit])
+        expired = OutboxMessage.objects.filter(state=OutboxState.SENDING, claimed_until__lt=moment)
+        ids = list(expired.order_by("claimed_until", "pk").values_list("pk", flat=True)[:limit])
         if len(ids) < limit:
+            due = OutboxMessage.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=moment)
+            due = due.order_by("next_attempt_at", "device_id", "pk")
             ids += list(due.values_list("pk", flat=True)[: limit - len(ids)])
         if not ids:
             return token, []
-        # The same condition again: on SQLite there is no row lock, so the WHERE decides the winner.
         OutboxMessage.objects.filter(claimable, pk__in=ids).update(
-            state=OutboxState.SENDING,
-            claim_token=token,
-            claimed_until=moment + timedelta(seconds=lease_seconds()),
-            updated_at=moment,
+            state=OutboxState.SENDING, claim_token=token, claimed_until=until, updated_at=moment
         )
-    rows = list(
-        OutboxMessage.objects.filter(claim_token=token, state=OutboxState.SENDING)
-        .select_related("patient", "recipient_user", "device", "plan_item", "escalation")
-        .order_by("channel", "next_attempt_at", "pk")
+        return token, list(OutboxMessage.objects.filter(pk__in=ids, claim_token=token).values_list("pk", flat=True))
+
+
+def outbox_claimed_rows(*, token: str, ids: list[int], renew: bool = False) -> list[OutboxMessage]:
+    """The rows of ``ids`` still claimed under ``token``, ready for ``outbox_deliver``.
+
+    With ``renew``, the lease starts again now (``NOTIFY_LEASE_SECONDS``): a worker taking a
+    handed-over batch holds it for the send, however long the batch waited in the broker. A row
+    another sweep has claimed since (its hand-over lease ran out) has another token: it is not ours.
+    """
+    mine = OutboxMessage.objects.filter(pk__in=ids, claim_token=token, state=OutboxState.SENDING)
+    if renew:
+        moment = timezone.now()
+        if not mine.update(claimed_until=moment + timedelta(seconds=lease_seconds()), updated_at=moment):
+            return []
+    return list(
+        mine.select_related("patient", "recipient_user", "device", "plan_item", "escalation").order_by(
+            "channel", "next_attempt_at", "pk"
+        )
     )
-    return token, rows
+
+
+def outbox_claim(*, limit: int, now: datetime | None = None) -> tuple[str, list[OutboxMessage]]:
+    """Claim up to ``limit`` due rows (and rows whose lease ran out) to send them here, now."""
+    token, ids = outbox_claim_ids(limit=limit, lease=lease_seconds(), now=now)
+    return token, outbox_claimed_rows(token=token, ids=ids) if ids else []
 
 
 def _why_not(row: OutboxMessage) -> str:
@@ -458,11 +499,15 @@ def sweep_record(
     SweepRun.objects.filter(name=SWEEP_NAME).update(**values)
 
 
-def outbox_drain(*, batch_size: int | None = None, time_budget: float | None = None) -> Stats:
-    """Claim and send batches until nothing is due or the time budget is spent."""
+def _budget(batch_size: int | None, time_budget: float | None) -> tuple[int, float]:
     size = batch_size or int(_setting("NOTIFY_BATCH_SIZE", 100))
     budget = time_budget if time_budget is not None else float(_setting("NOTIFY_SWEEP_BUDGET_SECONDS", 45))
-    deadline = time.monotonic() + budget
+    return size, time.monotonic() + budget
+
+
+def outbox_drain(*, batch_size: int | None = None, time_budget: float | None = None) -> Stats:
+    """Claim and send batches here until nothing is due or the time budget is spent."""
+    size, deadline = _budget(batch_size, time_budget)
     total = Stats()
     while time.monotonic() < deadline:
         token, rows = outbox_claim(limit=size)
@@ -472,19 +517,88 @@ def outbox_drain(*, batch_size: int | None = None, time_budget: float | None = N
     return total
 
 
-def outbox_backlog(*, now: datetime | None = None) -> int:
+def outbox_deliver_claimed(*, token: str, ids: list[int]) -> Stats:
+    """A worker's side of the hand-over: renew the lease of the batch, then send it."""
+    rows = outbox_claimed_rows(token=token, ids=ids, renew=True)
+    if not rows:
+        return Stats(lost_claims=len(ids))  # claimed again after the hand-over lease, or finished
+    stats = outbox_deliver(token, rows)
+    stats.lost_claims += len(ids) - len(rows)
+    return stats
+
+
+def outbox_release(*, token: str, ids: list[int]) -> int:
+    """Give claimed rows back at once (their batch could not be handed over), not after the lease."""
+    return OutboxMessage.objects.filter(pk__in=ids, claim_token=token, state=OutboxState.SENDING).update(
+        state=OutboxState.PENDING, claim_token="", claimed_until=None, updated_at=timezone.now()
+    )
+
+
+def outbox_in_flight(*, now: datetime | None = None) -> int:
+    """Rows claimed and not yet finished whose lease still runs (queued or being sent)."""
     moment = now or timezone.now()
-    return OutboxMessage.objects.filter(
-        Q(state=OutboxState.PENDING, next_attempt_at__lte=moment)
-        | Q(state=OutboxState.SENDING, claimed_until__lt=moment)
-    ).count()
+    return OutboxMessage.objects.filter(state=OutboxState.SENDING, claimed_until__gte=moment).count()
 
 
-def outbox_sweep(*, batch_size: int | None = None, time_budget: float | None = None) -> Stats:
-    """One sweep (beat, every minute): record it, fold floods into digests, drain what is due."""
+def outbox_hand_over(
+    hand_over: Callable[[str, list[int]], object],
+    *,
+    batch_size: int | None = None,
+    time_budget: float | None = None,
+    max_in_flight: int | None = None,
+) -> Stats:
+    """Claim due rows batch by batch and pass each batch to ``hand_over(token, ids)``.
+
+    Each batch is leased for ``NOTIFY_HANDOVER_LEASE_SECONDS``: if its task is lost (a broker
+    restarted without persistence, a worker killed before it started the batch), a later sweep
+    claims the rows again. At most ``NOTIFY_SWEEP_MAX_IN_FLIGHT`` rows are claimed and unfinished
+    at once, so batches do not outwait their lease in the queue when the workers fall behind.
+    """
+    size, deadline = _budget(batch_size, time_budget)
+    limit = max_in_flight if max_in_flight is not None else int(_setting("NOTIFY_SWEEP_MAX_IN_FLIGHT", 20_000))
+    room = limit - outbox_in_flight()
+    lease = handover_lease_seconds()
+    total = Stats()
+    while room > 0 and time.monotonic() < deadline:
+        token, ids = outbox_claim_ids(limit=min(size, room), lease=lease)
+        if not ids:
+            break
+        try:
+            hand_over(token, ids)
+        except Exception:
+            outbox_release(token=token, ids=ids)
+            raise
+        total.claimed += len(ids)
+        room -= len(ids)
+    return total
+
+
+def outbox_backlog(*, now: datetime | None = None) -> int:
+    """Rows that a claim would take now: due, or leased to a sender that did not finish in time."""
+    moment = now or timezone.now()
+    # Two counts over the two partial indexes rather than one OR, which walks every claimable row.
+    due = OutboxMessage.objects.filter(state=OutboxState.PENDING, next_attempt_at__lte=moment).count()
+    return due + OutboxMessage.objects.filter(state=OutboxState.SENDING, claimed_until__lt=moment).count()
+
+
+def outbox_sweep(
+    *,
+    batch_size: int | None = None,
+    time_budget: float | None = None,
+    hand_over: Callable[[str, list[int]], object] | None = None,
+    max_in_flight: int | None = None,
+) -> Stats:
+    """One sweep (beat, every minute): record it, fold floods into digests, claim what is due.
+
+    With ``hand_over`` (the Celery task publishing one delivery task per batch) the sweep only
+    claims and hands over; without it, it sends each batch itself (tests, ``outbox_drain``).
+    """
     started = timezone.now()
     sweep_record(started=started)
     staff_digest_fold(now=started)
-    stats = outbox_drain(batch_size=batch_size, time_budget=time_budget)
+    if hand_over is None:
+        stats = outbox_drain(batch_size=batch_size, time_budget=time_budget)
+    else:
+        stats = outbox_hand_over(hand_over, batch_size=batch_size, time_budget=time_budget, max_in_flight=max_in_flight)
     sweep_record(finished=timezone.now(), stats=stats)
     return stats

@@ -176,11 +176,12 @@ class OutboxMessage(models.Model):
         verbose_name = _("outbox message")
         ordering = ("send_at", "pk")
         indexes = [
-            # The sweep reads only claimable rows, by due time.
+            # The sweep's claim: due rows in claim order. Only pending rows, so a claim does not
+            # walk the rows claimed before it (they are ``sending``, in outbox_lease_idx).
             models.Index(
-                fields=["next_attempt_at"],
-                name="outbox_claimable_idx",
-                condition=Q(state__in=["pending", "sending"]),
+                fields=["next_attempt_at", "device", "id"],
+                name="outbox_due_idx",
+                condition=Q(state="pending"),
             ),
             # Expired leases (a crashed sender's rows), found without walking the due rows.
             models.Index(
