@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -27,6 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.api import IsCareStaff, IsPatient, Pagination, api_language, errors, id_parameter, user_of, uuid_or_404
+from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, json_response
 from backend.errors import CarnetError
 from idempotency.services import idempotent
 from notifications.api import DeviceSerializer, PreferencesSerializer, preferences_data, preferences_of
@@ -192,10 +194,18 @@ class MeView(APIView):
 class MeBookletView(APIView):
     permission_classes = [IsPatient]
 
-    @extend_schema(operation_id="me_booklet", responses={200: BookletSerializer, **errors(401, 403, 429)}, tags=["me"])
-    def get(self, request: Request) -> Response:
-        """My booklet: courses, doses (voided ones shown as voided), labs, dental events, co-medications."""
-        return Response(booklet_data(me(request)))
+    @extend_schema(
+        operation_id="me_booklet",
+        parameters=[IF_NONE_MATCH],
+        responses={200: BookletSerializer, 304: NOT_MODIFIED, **errors(401, 403, 429)},
+        tags=["me"],
+    )
+    def get(self, request: Request) -> HttpResponse:
+        """My booklet: courses, doses (voided ones shown as voided), labs, dental events, co-medications.
+
+        Send the ``ETag`` back in ``If-None-Match``: 304 when nothing changed.
+        """
+        return json_response(request, booklet_data(me(request)))
 
 
 class MeVitaminDView(APIView):
@@ -488,13 +498,13 @@ class PatientBookletView(APIView):
 
     @extend_schema(
         operation_id="patients_booklet",
-        parameters=[id_parameter()],
-        responses={200: BookletSerializer, **READ_ERRORS},
+        parameters=[id_parameter(), IF_NONE_MATCH],
+        responses={200: BookletSerializer, 304: NOT_MODIFIED, **READ_ERRORS},
         tags=["staff"],
     )
-    def get(self, request: Request, id: str) -> Response:
+    def get(self, request: Request, id: str) -> HttpResponse:
         """A patient's booklet, voided entries included."""
-        return Response(booklet_data(staff_patient(request, id)))
+        return json_response(request, booklet_data(staff_patient(request, id)))
 
 
 # --- staff: courses, doses, labs, dental events, co-medications ----------------------------------

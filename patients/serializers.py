@@ -472,20 +472,95 @@ class BookletSerializer(serializers.Serializer):  # type: ignore[type-arg]
     comedications = ComedicationSerializer(many=True)
 
 
+class RowRenderer:
+    """Render ``values()`` rows exactly as a read-only ``ModelSerializer`` renders its instances.
+
+    The serializer's own fields do the formatting (dates, instants in the current time zone,
+    decimals at their scale), but a row is a dict read in one query: no model instance, no
+    per-object ``get_attribute``, no ``ReturnDict``, so the booklet of a ten-year patient renders
+    several times faster. Text, choice, integer, boolean and JSON columns come from the database
+    in their API form and are copied as they are. ``computed`` are the fields that are not
+    columns (``voided``, ``active``), from the row; ``given`` are fields the caller passes to
+    ``render`` (the patient's id, the same on every row of a booklet).
+    """
+
+    _AS_IS = (serializers.CharField, serializers.IntegerField, serializers.BooleanField, serializers.JSONField)
+
+    def __init__(
+        self,
+        serializer_class: type[serializers.Serializer],  # type: ignore[type-arg]
+        *,
+        computed: dict[str, Any] | None = None,
+        given: tuple[str, ...] = (),
+    ) -> None:
+        computed = computed or {}
+        self.columns: list[str] = []
+        self.fields: list[tuple[str, str | None, Any]] = []
+        for name, field in serializer_class().fields.items():
+            if name in given:
+                self.fields.append((name, None, None))
+                continue
+            if name in computed:
+                self.fields.append((name, None, computed[name]))
+                continue
+            column = "__".join(str(field.source).split("."))
+            self.columns.append(column)
+            if isinstance(field, serializers.UUIDField):
+                convert: Any = str
+            elif isinstance(field, self._AS_IS):
+                convert = None
+            else:
+                convert = field.to_representation
+            self.fields.append((name, column, convert))
+
+    def render(self, rows: Any, **given: Any) -> list[dict[str, Any]]:
+        out = []
+        for row in rows:
+            item: dict[str, Any] = {}
+            for name, column, convert in self.fields:
+                if column is None:
+                    item[name] = given[name] if convert is None else convert(row)
+                    continue
+                value = row[column]
+                item[name] = value if value is None or convert is None else convert(value)
+            out.append(item)
+        return out
+
+
+def _voided(row: dict[str, Any]) -> bool:
+    return row["voided_at"] is not None
+
+
+def _course_active(row: dict[str, Any]) -> bool:  # TreatmentCourse.is_active
+    return row["stop_date"] is None and row["voided_at"] is None
+
+
+_VOID = {"voided": _voided}
+_BOOKLET: dict[str, tuple[Any, RowRenderer]] = {  # model, renderer
+    "courses": (
+        TreatmentCourse,
+        RowRenderer(CourseSerializer, computed={**_VOID, "active": _course_active}, given=("patient",)),
+    ),
+    "doses": (DoseRecord, RowRenderer(DoseSerializer, computed=_VOID, given=("patient",))),
+    "labs": (LabResult, RowRenderer(LabSerializer, computed=_VOID, given=("patient",))),
+    "dental_events": (DentalEvent, RowRenderer(DentalEventSerializer, computed=_VOID, given=("patient",))),
+    "comedications": (Comedication, RowRenderer(ComedicationSerializer, computed=_VOID, given=("patient",))),
+}
+
+
 def booklet_data(patient: Patient) -> dict[str, Any]:
-    """The booklet of ``patient`` in five queries, voided entries included."""
-    return {
-        "courses": CourseSerializer(
-            TreatmentCourse.objects.filter(patient=patient).select_related("patient"), many=True
-        ).data,
-        "doses": DoseSerializer(
-            DoseRecord.objects.filter(patient=patient).select_related("patient", "course"), many=True
-        ).data,
-        "labs": LabSerializer(LabResult.objects.filter(patient=patient).select_related("patient"), many=True).data,
-        "dental_events": DentalEventSerializer(
-            DentalEvent.objects.filter(patient=patient).select_related("patient"), many=True
-        ).data,
-        "comedications": ComedicationSerializer(
-            Comedication.objects.filter(patient=patient).select_related("patient"), many=True
-        ).data,
-    }
+    """The booklet of ``patient`` in five indexed queries, voided entries included.
+
+    Each list is in the model's order (newest first), ties broken by id so that the same booklet
+    always renders the same bytes (its ETag is a hash of them).
+    """
+    out: dict[str, Any] = {}
+    patient_id = str(patient.public_id)
+    for name, (model, renderer) in _BOOKLET.items():
+        rows = (
+            model._default_manager.filter(patient_id=patient.pk)
+            .order_by(*model._meta.ordering, "-pk")
+            .values(*renderer.columns)
+        )
+        out[name] = renderer.render(rows, patient=patient_id)
+    return out

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -34,6 +35,7 @@ from backend.api import (
     user_of,
     uuid_or_404,
 )
+from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, etag_matches, json_response, not_modified
 from backend.errors import CarnetError, NotFound
 from idempotency.services import idempotent
 from patients.api import scoped_patients, scoped_records, staff_patient
@@ -41,8 +43,9 @@ from patients.models import Patient, User
 from scheduling import appointments as appointment_services
 from scheduling import feeds
 from scheduling import services as plan_services
-from scheduling.models import OPEN_STATUSES, Appointment, Escalation, PlanItem
+from scheduling.models import Appointment, Escalation, PlanItem, PlanState
 from scheduling.models_feeds import CalendarFeed
+from scheduling.plan_state import flag_out, open_items, plan_state_of
 from scheduling.rules import preview
 from scheduling.rules.errors import RuleInputError
 from scheduling.serializers import (
@@ -54,7 +57,6 @@ from scheduling.serializers import (
     EscalationSerializer,
     PlanSerializer,
     WorklistItemSerializer,
-    flag_out,
 )
 from scheduling.worklist import staff_team_ids, worklist_items
 
@@ -121,32 +123,59 @@ class PlanPreviewView(APIView):
 # --- the stored plan ----------------------------------------------------------------------------
 
 
-def plan_data(patient: Patient, *, lang: str) -> dict[str, Any]:
-    """Open items from the stored plan; patient-level flags from the rules, explained in ``lang``."""
-    items = (
-        PlanItem.objects.filter(patient=patient, closed_at__isnull=True, status__in=OPEN_STATUSES)
-        .select_related("course")
-        .order_by("due", "kind", "pk")
-    )
-    plan = plan_services.plan_compute(patient)
-    flags = [flag_out(plan_services.flag_json(f), lang) for f in plan.flags if f.subject is None]
+# Part of the plan's ETag: bump it when the plan's JSON shape or its explanations change.
+PLAN_FORMAT = "1"
+
+
+def plan_data(patient: Patient, *, lang: str, state: PlanState | None) -> dict[str, Any]:
+    """Open items from the stored plan, patient-level flags from its state, explained in ``lang``.
+
+    No rules run: the stored plan is kept current by every fact service and the nightly pass
+    (statuses are those of the last re-plan, see ``scheduling.plan_state``). A patient not
+    re-planned since the plan state existed gets their flags from the rules once more.
+    """
+    if state is not None:
+        flags = [flag_out(f, lang) for f in state.flags if isinstance(f, dict)]
+    else:
+        plan = plan_services.plan_compute(patient)
+        flags = [flag_out(plan_services.flag_json(f), lang) for f in plan.flags if f.subject is None]
     return {
-        "today": plan_services.patient_today(patient),
+        "today": plan_services.patient_today(patient).isoformat(),
         "language": lang,
-        "items": items,
+        "items": open_items(patient.pk, lang=lang),
         "flags": flags,
     }
+
+
+def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
+    """The plan with an ETag known before the work (revision, today, language): a 304 costs one query."""
+    state = plan_state_of(patient.pk)
+    etag = None
+    if state is not None:
+        today = plan_services.patient_today(patient)
+        etag = f'W/"plan-{state.revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
+        if etag_matches(request, etag):
+            return not_modified(etag)
+    return json_response(request, plan_data(patient, lang=lang, state=state), etag=etag)
 
 
 class MePlanView(APIView):
     permission_classes = [IsPatient]
 
-    @extend_schema(operation_id="me_plan", responses={200: PlanSerializer, **errors(401, 403, 429)}, tags=["me"])
-    def get(self, request: Request) -> Response:
-        """My upcoming plan: each item's window and status, each flag explained in my language."""
+    @extend_schema(
+        operation_id="me_plan",
+        parameters=[IF_NONE_MATCH],
+        responses={200: PlanSerializer, 304: NOT_MODIFIED, **errors(401, 403, 429)},
+        tags=["me"],
+    )
+    def get(self, request: Request) -> HttpResponse:
+        """My upcoming plan: each item's window and status, each flag explained in my language.
+
+        Statuses are those of the last re-plan (every change to my booklet, and each night).
+        Send the ``ETag`` back in ``If-None-Match``: 304 when nothing changed.
+        """
         patient: Patient = user_of(request).patient
-        lang = api_language(request, patient.language)
-        return Response(PlanSerializer(plan_data(patient, lang=lang), context={"lang": lang}).data)
+        return plan_response(request, patient, lang=api_language(request, patient.language))
 
 
 class PatientPlanView(APIView):
@@ -154,15 +183,13 @@ class PatientPlanView(APIView):
 
     @extend_schema(
         operation_id="patients_plan",
-        parameters=[id_parameter()],
-        responses={200: PlanSerializer, **READ_ERRORS},
+        parameters=[id_parameter(), IF_NONE_MATCH],
+        responses={200: PlanSerializer, 304: NOT_MODIFIED, **READ_ERRORS},
         tags=["staff"],
     )
-    def get(self, request: Request, id: str) -> Response:
+    def get(self, request: Request, id: str) -> HttpResponse:
         """A patient's stored plan, with blocks and what lifts them."""
-        patient = staff_patient(request, id)
-        lang = api_language(request)
-        return Response(PlanSerializer(plan_data(patient, lang=lang), context={"lang": lang}).data)
+        return plan_response(request, staff_patient(request, id), lang=api_language(request))
 
 
 # --- the patient's calendar feed (iCal) ----------------------------------------------------------

@@ -121,6 +121,27 @@ class PlanItem(models.Model):
         return self.status in OPEN_STATUSES
 
 
+class PlanState(models.Model):
+    """The patient-level part of the stored plan: one row per patient, written by every re-plan.
+
+    ``flags`` are the rules' flags about the patient as a whole (CA-03, ONJ-01, DUP-01, …), so the
+    plan endpoints explain them without re-running the rules. ``revision`` changes whenever the
+    stored plan of the patient changes (an item created, updated or closed, or these flags), so
+    the plan's ETag is one row read.
+    """
+
+    patient = models.OneToOneField(Patient, on_delete=models.PROTECT, primary_key=True, related_name="plan_state")
+    flags = models.JSONField(default=list, blank=True)
+    revision = models.UUIDField(default=uuid.uuid4)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("plan state")
+
+    def __str__(self) -> str:
+        return f"plan state of patient {self.patient_id} ({self.revision})"
+
+
 class Escalation(models.Model):
     """One level of an escalation ladder (OP-04, ONC-02, ZOL-08, CONS-05), opened once."""
 

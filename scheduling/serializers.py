@@ -1,5 +1,8 @@
 """API shapes of the plan: items with their window, status and explained flags; appointments;
 escalations; the worklist. Messages are rendered in the language passed in the context (``lang``).
+
+``flag_out`` and ``blocks_out`` live in ``scheduling.plan_state`` (the plan endpoints render
+plain rows with them) and are re-exported here for the other lists.
 """
 
 from __future__ import annotations
@@ -12,8 +15,7 @@ from rest_framework import serializers
 from backend.api import ReadModelSerializer
 from patients.serializers import AwareDateTimeField
 from scheduling.models import Appointment, Escalation, PlanItem
-from scheduling.rules.flags import message as flag_message
-from scheduling.rules.unblock import unblock_hint
+from scheduling.plan_state import blocks_out, flag_out
 
 
 def _lang(serializer: serializers.Serializer) -> str:  # type: ignore[type-arg]
@@ -35,18 +37,6 @@ class BlockSerializer(serializers.Serializer):  # type: ignore[type-arg]
     message = serializers.CharField()
     unblock = serializers.CharField(help_text="What lifts the block.")
     override_allowed = serializers.BooleanField()
-
-
-def flag_out(flag: dict[str, Any], lang: str) -> dict[str, Any]:
-    params = flag.get("params") or {}
-    return {
-        "code": str(flag.get("code", "")),
-        "rule": str(flag.get("rule", "")),
-        "severity": str(flag.get("severity", "")),
-        "blocks": bool(flag.get("blocks", False)),
-        "override_allowed": bool(flag.get("override_allowed", False)),
-        "message": flag_message(str(flag.get("code", "")), lang, params if isinstance(params, dict) else {}),
-    }
 
 
 class PlanItemSerializer(ReadModelSerializer):
@@ -92,24 +82,13 @@ class PlanItemSerializer(ReadModelSerializer):
 
     @extend_schema_field(BlockSerializer(many=True))
     def get_blocks(self, item: PlanItem) -> Any:
-        by_code = {f.get("code"): f for f in item.flags if isinstance(f, dict)}
-        out = []
-        for code in item.blocked_by:
-            flag = by_code.get(code, {})
-            params = flag.get("params") or {}
-            out.append(
-                {
-                    "code": code,
-                    "rule": str(flag.get("rule", "")),
-                    "message": flag_message(code, _lang(self), params if isinstance(params, dict) else {}),
-                    "unblock": unblock_hint(code, _lang(self)),
-                    "override_allowed": bool(flag.get("override_allowed", False)),
-                }
-            )
-        return BlockSerializer(out, many=True).data
+        return BlockSerializer(blocks_out(item.blocked_by, item.flags, _lang(self)), many=True).data
 
 
 class PlanSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """The plan's shape (schema and tests); the endpoints render it from plain rows
+    (``scheduling.plan_state.open_items``)."""
+
     today = serializers.DateField(help_text="Today in the patient's time zone.")
     language = serializers.CharField()
     items = PlanItemSerializer(many=True)

@@ -24,6 +24,7 @@ from backend.errors import CarnetError
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
 from scheduling.models import CLOSED_STATUSES, OPEN_STATUSES, Escalation, ItemStatus, PlanItem
+from scheduling.plan_state import plan_states_sync
 from scheduling.rules import engine
 from scheduling.rules.facts import PlanInput
 from scheduling.rules.flags import Flag
@@ -160,6 +161,8 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
         # A done item's booked appointment is done; a cancelled item's is cancelled (iCal).
         appointments_close_for_items(result.closed, now=moment)
     _escalations_sync(patients, stored, to_create, result, moment, today_by_patient)
+    # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
+    plan_states_sync(plans, result=result, now=moment)
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
 
     outbox_sync(patients=patients, result=result, now=moment)

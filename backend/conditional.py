@@ -1,0 +1,71 @@
+"""Conditional GET for the patient's polled reads (plan, booklet): ETag, If-None-Match → 304.
+
+The app polls its plan and booklet; when nothing changed it gets ``304 Not Modified`` with no
+body. The caller chooses the ETag: one the view can know before doing the work (the plan's
+revision), or a hash of the rendered body (the booklet: the bytes are not sent again, the
+queries still run). Responses are ``Cache-Control: private, no-cache``: a shared cache must not
+keep a patient's data, and the app must revalidate every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
+from django.utils.http import parse_etags
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from rest_framework.renderers import JSONRenderer
+
+CACHE_CONTROL = "private, no-cache"
+_renderer = JSONRenderer()
+
+# For the schema of a conditional GET.
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The ETag of the copy you hold: 304 (no body) when it is still current.",
+)
+NOT_MODIFIED = OpenApiResponse(description="Not modified: the copy named in If-None-Match is current.")
+
+
+def _opaque(tag: str) -> str:
+    return tag[2:] if tag.startswith("W/") else tag
+
+
+def etag_matches(request: HttpRequest, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 §13.1.2) or is ``*``."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    tags = parse_etags(header)
+    return "*" in tags or _opaque(etag) in {_opaque(tag) for tag in tags}
+
+
+def not_modified(etag: str) -> HttpResponse:
+    response = HttpResponseNotModified()
+    response["ETag"] = etag
+    response["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+def body_etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def json_response(request: HttpRequest, data: Any, *, etag: str | None = None) -> HttpResponse:
+    """``data`` as JSON (DRF's renderer: same bytes as ``Response``), with an ETag; 304 if it matches.
+
+    Without ``etag``, the ETag is a hash of the body.
+    """
+    body = _renderer.render(data)
+    etag = etag or body_etag(body)
+    if etag_matches(request, etag):
+        return not_modified(etag)
+    response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = etag
+    response["Cache-Control"] = CACHE_CONTROL
+    return response
