@@ -77,22 +77,27 @@ def _builder_class() -> type:
 # --- COPY ------------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    """A value in COPY's text format (tabs, newlines and backslashes escaped)."""
-    text = str(value).replace("{", "{{").replace("}", "}}")  # lines are str.format templates
+def _text(value: Any, *, braces: bool = True) -> str:
+    """A value in COPY's text format (tabs, newlines and backslashes escaped).
+
+    ``braces`` doubles ``{`` and ``}`` for rows that are ``str.format`` templates (the stories).
+    """
+    text = str(value)
+    if braces:
+        text = text.replace("{", "{{").replace("}", "}}")
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     return text
 
 
-def _converter(field: Any) -> Any:
+def _converter(field: Any, *, braces: bool = True) -> Any:
     """How one column's Python value becomes COPY text."""
     import json
 
     from django.db import models
 
     if isinstance(field, models.JSONField):
-        return lambda v: "\\N" if v is None else _text(json.dumps(v))
+        return lambda v: "\\N" if v is None else _text(json.dumps(v), braces=braces)
     if isinstance(field, models.BooleanField):
         return lambda v: "\\N" if v is None else ("t" if v else "f")
     if isinstance(field, models.DateTimeField | models.DateField):
@@ -111,7 +116,7 @@ def _converter(field: Any) -> Any:
 
         return day
     if isinstance(field, models.CharField | models.TextField | models.EmailField):
-        return lambda v: "\\N" if v is None else _text(v)
+        return lambda v: "\\N" if v is None else _text(v, braces=braces)
     return lambda v: "\\N" if v is None else str(v)
 
 
@@ -128,6 +133,7 @@ class CopyTable:
             f for f in model._meta.concrete_fields if (with_id or not f.primary_key) and f.attname != "public_id"
         ]
         self.plan = [(f.attname, f.get_default, _converter(f)) for f in self.fields]
+        self.raw = [(f.attname, _converter(f, braces=False)) for f in self.fields]
         columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.sql = f"COPY {self.table} ({columns}) FROM STDIN"
 
@@ -139,6 +145,18 @@ class CopyTable:
             for row in rows
         )
 
+    def instances(self, objects: Sequence[Any]) -> str:
+        """Model instances as COPY text (no template: braces are data)."""
+        raw = self.raw
+        lines = ("\t".join([conv(getattr(obj, name)) for name, conv in raw]) + "\n" for obj in objects)
+        return "".join(lines)
+
+    def copy(self, cursor: Any, objects: Sequence[Any], *, batch: int = 5000) -> int:
+        with cursor.copy(self.sql) as copy:
+            for start in range(0, len(objects), batch):
+                copy.write(self.instances(objects[start : start + batch]))
+        return len(objects)
+
 
 FACT_TABLES = (
     "patients_patient",
@@ -149,6 +167,8 @@ FACT_TABLES = (
     "patients_comedication",
     "notifications_device",
 )
+PLAN_TABLES = ("scheduling_planitem",)
+OUTBOX_TABLES = ("notifications_outboxmessage",)
 
 
 class BulkMode:
@@ -159,8 +179,9 @@ class BulkMode:
     columns get ``gen_random_uuid()`` as their default for the load (dropped after).
     """
 
-    def __init__(self, tables: Sequence[str] = FACT_TABLES) -> None:
+    def __init__(self, tables: Sequence[str] = FACT_TABLES, *, drop: bool = True) -> None:
         self.tables = list(tables)
+        self.drop = drop  # False: keep indexes and constraints (tables read during the load)
         self.indexes: list[str] = []
         self.constraints: list[tuple[str, str, str]] = []
 
@@ -168,7 +189,7 @@ class BulkMode:
         from django.db import connection
 
         with connection.cursor() as cursor:
-            for table in self.tables:
+            for table in self.tables if self.drop else ():
                 cursor.execute(
                     "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
                     "WHERE conrelid = %s::regclass AND contype IN ('f', 'u') ORDER BY contype DESC",
@@ -185,6 +206,7 @@ class BulkMode:
                 for name, definition in cursor.fetchall():
                     self.indexes.append(definition)
                     cursor.execute(f'DROP INDEX "{name}"')
+            for table in self.tables:
                 cursor.execute(
                     "SELECT 1 FROM information_schema.columns WHERE table_name = %s AND column_name = 'public_id'",
                     [table],
@@ -351,13 +373,72 @@ def _chunk(task: tuple[int, int, Any, int, int]) -> dict[str, int]:
     return dict(counts)
 
 
+PLAN_FIELDS = ("pk", "timezone", "birth_date", "sex", "weight_kg", "dialysis", "risk_factors", "predispositions")
+
+
 def _plan_chunk(ids: list[int]) -> dict[str, int]:
-    """Build the plans of ``ids`` by the production path (runs in a worker process)."""
-    from scheduling.services import plans_rebuild
+    """Build the plans of ``ids`` as service would, written with COPY (runs in a worker process).
+
+    The production code decides every row: ``plan_inputs`` → ``compute_plan`` → the stored
+    values with their fingerprint (``scheduling.services._plan_values``), the escalations
+    (``_escalations_sync``), the plan states (``plan_states_sync``) and the reminders
+    (``notifications.services._load`` + ``_desired``: what ``outbox_sync`` would create). Only the
+    writing differs: plan items and outbox rows go in with COPY instead of ``bulk_create``, and
+    the outbox's audit (history) rows of "planned" are not written. ``bench_replan`` checks the
+    result: re-planning loaded patients with the production path writes nothing.
+    """
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from notifications import services as outbox
+    from notifications.models import OutboxMessage
+    from patients.models import Patient
+    from scheduling import selectors
+    from scheduling.models import PlanItem
+    from scheduling.plan_state import plan_states_sync
+    from scheduling.rules import engine
+    from scheduling.services import SyncResult, _escalations_sync, _plan_values, patient_today
 
     started = time.perf_counter()
-    done = plans_rebuild(patient_ids=ids, batch_size=500)
-    return {"planned": done, "plan_ms": int((time.perf_counter() - started) * 1000)}
+    moment = timezone.now()
+    counts: Counter[str] = Counter()
+    with transaction.atomic(), connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's own cursor, for COPY
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        patients = list(Patient.objects.filter(pk__in=ids).only(*PLAN_FIELDS))
+        today = {p.pk: patient_today(p, moment) for p in patients}
+        inputs = selectors.plan_inputs(patients, today_by_patient=today)
+        config = selectors.rules_config()
+        plans = {p.pk: engine.compute_plan(inputs[p.pk], today=today[p.pk], config=config) for p in patients}
+        items = [
+            PlanItem(
+                patient_id=p.pk,
+                key=key,
+                version=1,
+                created_at=moment,
+                updated_at=moment,
+                dates_changed_at=moment,
+                **values,
+            )
+            for p in patients
+            for key, values in _plan_values(plans[p.pk]).items()
+        ]
+        for item, pk in zip(items, _reserve(cursor, PlanItem._meta.db_table, len(items)), strict=True):
+            item.pk = pk
+        counts["plan_items"] += CopyTable(PlanItem, with_id=True).copy(cursor, items)
+        result = SyncResult(created=items)
+        _escalations_sync(patients, {}, items, result, moment, today)
+        counts["escalations"] += len(result.escalations_opened)
+        plan_states_sync(plans, result=result, now=moment)
+        ctx = outbox._load([p.pk for p in patients])
+        desired, creatable = outbox._desired(ctx, moment)
+        rows = [desired[key].build() for key in sorted(creatable)]
+        for row in rows:
+            row.created_at = row.updated_at = moment
+        counts["outbox"] += CopyTable(OutboxMessage, with_id=False).copy(cursor, rows)
+    counts["planned"] += len(patients)
+    counts["plan_ms"] = int((time.perf_counter() - started) * 1000)
+    return dict(counts)
 
 
 def _run(fn: Any, tasks: list[Any], *, workers: int, total: int, desc: str, key: str, progress: bool) -> Counter[str]:
@@ -445,6 +526,7 @@ def load(
     prefix: str = "Bench team",
     bulk: bool = True,
     templates: int = 20_000,
+    facts: bool = True,
 ) -> dict[str, Any]:
     """Load ``patients`` patients (then their plans); returns the row counts and the seconds spent."""
     from contextlib import nullcontext
@@ -454,34 +536,56 @@ def load(
     started = time.perf_counter()
     if fresh:
         truncate_all()
-    teams = _teams(max(1, -(-patients // team_size)), prefix=prefix)
     with connection.cursor() as cursor:
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM patients_patient")
         first_new = int(cursor.fetchone()[0]) + 1
-    # Distinct stories: every patient is a copy of one of them (ids, team and device are its own).
-    per_worker = max(1, min(patients, templates) // max(1, workers))
-    tasks = []
-    for index, offset in enumerate(range(0, patients, chunk)):
-        team = teams[(offset // team_size) % len(teams)]
-        tasks.append((index, min(chunk, patients - offset), team, seed, per_worker))
-    with BulkMode() if bulk else nullcontext():
-        totals = _run(_chunk, tasks, workers=workers, total=patients, desc="facts", key="patients", progress=progress)
-        facts_done = time.perf_counter()
-    indexes_done = time.perf_counter()
-    analyze()
-    totals["facts_seconds"] = round(facts_done - started, 1)
-    totals["index_seconds"] = round(indexes_done - facts_done, 1)
+    totals: dict[str, Any] = Counter()
+    if facts:
+        teams = _teams(max(1, -(-patients // team_size)), prefix=prefix)
+        # Distinct stories: every patient is a copy of one of them (ids, team and device are its own).
+        per_worker = max(1, min(patients, templates) // max(1, workers))
+        tasks = []
+        for index, offset in enumerate(range(0, patients, chunk)):
+            team = teams[(offset // team_size) % len(teams)]
+            tasks.append((index, min(chunk, patients - offset), team, seed, per_worker))
+        with BulkMode() if bulk else nullcontext():
+            totals = _run(
+                _chunk, tasks, workers=workers, total=patients, desc="facts", key="patients", progress=progress
+            )
+            facts_done = time.perf_counter()
+        indexes_done = time.perf_counter()
+        analyze()
+        totals["facts_seconds"] = round(facts_done - started, 1)
+        totals["index_seconds"] = round(indexes_done - facts_done, 1)
     if plans:
-        from patients.models import Patient
+        from django.db.models import Exists, OuterRef
 
-        ids = list(Patient.objects.filter(pk__gte=first_new).order_by("pk").values_list("pk", flat=True))
+        from patients.models import Patient
+        from scheduling.models import PlanItem
+
+        new_patients = Patient.objects.filter(pk__gte=first_new) if facts else Patient.objects.all()
+        ids = list(
+            new_patients.filter(~Exists(PlanItem.objects.filter(patient_id=OuterRef("pk"))))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         plan_started = time.perf_counter()
         id_chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
-        totals.update(
-            _run(
-                _plan_chunk, id_chunks, workers=workers, total=len(ids), desc="plans", key="planned", progress=progress
+        with (
+            BulkMode(PLAN_TABLES, drop=False) if bulk else nullcontext(),
+            BulkMode(OUTBOX_TABLES) if bulk else nullcontext(),
+        ):
+            totals.update(
+                _run(
+                    _plan_chunk,
+                    id_chunks,
+                    workers=workers,
+                    total=len(ids),
+                    desc="plans",
+                    key="planned",
+                    progress=progress,
+                )
             )
-        )
         totals["plans_seconds"] = round(time.perf_counter() - plan_started, 1)
         analyze()
     totals["seconds"] = round(time.perf_counter() - started, 1)
@@ -500,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stories", type=int, default=20_000, help="distinct stories (patients beyond this many are copies of them)"
     )
+    parser.add_argument(
+        "--plans-only", action="store_true", help="no new facts: build the plans of every patient without one"
+    )
     parser.add_argument("--keep-indexes", action="store_true", help="COPY with every index and constraint in place")
     args = parser.parse_args(argv)
     setup_django()
@@ -514,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         bulk=not args.keep_indexes,
         templates=args.stories,
+        facts=not args.plans_only,
     )
     rows = sum(
         v
@@ -521,8 +629,10 @@ def main(argv: list[str] | None = None) -> int:
         if k in ("patients", "courses", "doses", "labs", "dental", "comedications", "devices")
     )
     print(
-        f"loaded {result.get('patients', 0):,} patients, {rows:,} fact rows: facts {result['facts_seconds']} s, "
-        f"indexes {result['index_seconds']} s, plans {result.get('plans_seconds', '-')} s, "
+        f"loaded {result.get('patients', 0):,} patients, {rows:,} fact rows: "
+        f"facts {result.get('facts_seconds', '-')} s, "
+        f"indexes {result.get('index_seconds', '-')} s, plans {result.get('plans_seconds', '-')} s "
+        f"({result.get('planned', 0):,} patients), "
         f"total {result['seconds']} s"
     )
     print(result)

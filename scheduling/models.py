@@ -93,6 +93,9 @@ class PlanItem(models.Model):
     # The rules' flags about this item (code, rule, severity, blocks, override_allowed, params),
     # so lists can explain a block in the reader's language without re-running the rules.
     flags = models.JSONField(default=list, blank=True)
+    # A digest of the values above (scheduling.services.fingerprint): re-planning recognises an
+    # unchanged item without loading it. NULL on rows written before it existed.
+    fingerprint = models.BigIntegerField(null=True, blank=True, editable=False)
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

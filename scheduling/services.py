@@ -8,12 +8,14 @@ item's dates move. A batch of patients costs a fixed number of queries.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
@@ -49,6 +51,7 @@ STATE_FIELDS = (
     "flags",
     "course_id",
 )
+FINGERPRINT_FIELDS = (*DATE_FIELDS, *STATE_FIELDS)
 # Fact kinds that fulfil a plan item: when the item leaves the plan and such a fact exists
 # on or after the item's window start, the item is done; otherwise it is cancelled.
 DOSE_KINDS = frozenset({"injection", "consolidation", "vitamin_d_dose"})
@@ -66,6 +69,11 @@ class SyncResult:
     @property
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.closed or self.escalations_opened)
+
+    def patient_ids(self) -> set[int]:
+        """The patients whose stored plan or escalations this sync changed."""
+        rows: tuple[Any, ...] = (*self.created, *self.updated, *self.closed, *self.escalations_opened)
+        return {row.patient_id for row in rows}
 
 
 def patient_today(patient: Patient, now: datetime | None = None) -> date:
@@ -86,8 +94,16 @@ def plan_sync(*, patient: Patient, now: datetime | None = None) -> SyncResult:
 
 
 @transaction.atomic
-def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None) -> SyncResult:
-    """Re-plan ``patients`` in a fixed number of queries and write only the differences."""
+def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None, outbox: str = "all") -> SyncResult:
+    """Re-plan ``patients`` in a fixed number of queries and write only the differences.
+
+    Each stored item carries a ``fingerprint`` of its values, so an unchanged item is recognised
+    from a narrow read (id, key, fingerprint, status, level) without loading the row; only rows
+    that differ, must close, or carry an escalation level are loaded whole. ``outbox="all"``
+    re-syncs the outbox of every patient (a fact service); ``"changed"`` only of the patients whose
+    plan or escalations changed (bulk passes: what else shapes messages, preferences, devices,
+    consent and contact, re-syncs on its own change).
+    """
     moment = now or timezone.now()
     today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
     inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
@@ -96,38 +112,52 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     # Only the rows that can change: the open ones, and closed ones whose key is planned again
     # (a voided dose reopens its item). Years of done items stay unread.
     planned_keys = {item.key for plan in plans.values() for item in plan.items}
-    stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
-    for row in PlanItem.objects.filter(patient_id__in=[p.pk for p in patients]).filter(
-        Q(closed_at__isnull=True) | Q(key__in=planned_keys)
+    brief: dict[int, dict[str, _Brief]] = defaultdict(dict)
+    for raw in (
+        PlanItem.objects.filter(patient_id__in=[p.pk for p in patients])
+        .filter(Q(closed_at__isnull=True) | Q(key__in=planned_keys))
+        .values_list("pk", "patient_id", "key", "fingerprint", "status", "level", "closed_at")
     ):
+        brief[raw[1]][raw[2]] = _Brief(*raw)
+    wanted: dict[int, dict[str, dict[str, Any]]] = {}
+    whole: set[int] = set()  # rows to load whole: changed, to close, or with a level (escalations)
+    for patient in patients:
+        values_by_key = wanted[patient.pk] = _plan_values(plans[patient.pk])
+        for key, seen in brief[patient.pk].items():
+            values = values_by_key.get(key)
+            if values is None:
+                if seen.status not in CLOSED_STATUSES:
+                    whole.add(seen.pk)
+            elif seen.fingerprint != values["fingerprint"] or seen.closed_at is not None or seen.level:
+                whole.add(seen.pk)
+    loaded = PlanItem.objects.in_bulk(list(whole)) if whole else {}
+    stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
+    for row in loaded.values():
         stored[row.patient_id][row.key] = row
     result = SyncResult()
     to_create: list[PlanItem] = []
     to_update: list[PlanItem] = []
     for patient in patients:
-        plan = plans[patient.pk]
-        item_flags: dict[str, list[dict[str, object]]] = defaultdict(list)
-        for flag in plan.flags:
-            if flag.subject is not None:
-                item_flags[flag.subject].append(flag_json(flag))
         rows = stored[patient.pk]
-        seen: set[str] = set()
-        for item in plan.items:
-            seen.add(item.key)
-            values = _row_values(item)
-            values["flags"] = item_flags.get(item.key, [])
-            existing = rows.get(item.key)
-            if existing is None:
-                new = PlanItem(patient=patient, key=item.key, version=1, dates_changed_at=moment, **values)
+        known = brief[patient.pk]
+        for key, values in wanted[patient.pk].items():
+            if key not in known:
+                new = PlanItem(patient=patient, key=key, version=1, dates_changed_at=moment, **values)
                 to_create.append(new)
                 result.created.append(new)
                 continue
+            existing = rows.get(key)
+            if existing is None:
+                continue  # same fingerprint, open, no level: unchanged
             row = existing
             moved = any(getattr(row, name) != values[name] for name in DATE_FIELDS)
             changed = moved or any(getattr(row, name) != values[name] for name in STATE_FIELDS)
             if row.closed_at is not None:
                 changed = True
             if not changed:
+                if row.fingerprint != values["fingerprint"]:  # an older row without one
+                    row.fingerprint = values["fingerprint"]
+                    to_update.append(row)
                 continue
             for name, value in values.items():
                 setattr(row, name, value)
@@ -140,7 +170,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             to_update.append(row)
             result.updated.append(row)
         for key, row in rows.items():
-            if key in seen or row.status in CLOSED_STATUSES:
+            if key in wanted[patient.pk] or row.status in CLOSED_STATUSES:
                 continue
             row.status = ItemStatus.DONE if _fulfilled(row, inputs[patient.pk]) else ItemStatus.CANCELLED
             row.closed_at = moment
@@ -152,7 +182,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     if to_update:
         PlanItem.objects.bulk_update(
             to_update,
-            [*DATE_FIELDS, *STATE_FIELDS, "version", "dates_changed_at", "closed_at", "updated_at"],
+            [*DATE_FIELDS, *STATE_FIELDS, "fingerprint", "version", "dates_changed_at", "closed_at", "updated_at"],
             batch_size=1000,
         )
     if result.closed:
@@ -165,8 +195,49 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     plan_states_sync(plans, result=result, now=moment)
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
 
-    outbox_sync(patients=patients, result=result, now=moment)
+    if outbox == "all":
+        outbox_sync(patients=patients, result=result, now=moment)
+    else:
+        changed_ids = result.patient_ids()
+        outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
     return result
+
+
+class _Brief(NamedTuple):
+    """The narrow read of a stored item: enough to tell whether it changed."""
+
+    pk: int
+    patient_id: int
+    key: str
+    fingerprint: int | None
+    status: str
+    level: str
+    closed_at: datetime | None
+
+
+def _plan_values(plan: engine.Plan) -> dict[str, dict[str, Any]]:
+    """The stored values of each item of ``plan``, by key, with their fingerprint."""
+    item_flags: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for flag in plan.flags:
+        if flag.subject is not None:
+            item_flags[flag.subject].append(flag_json(flag))
+    out: dict[str, dict[str, Any]] = {}
+    for item in plan.items:
+        values = _row_values(item)
+        values["flags"] = item_flags.get(item.key, [])
+        values["fingerprint"] = fingerprint(values)
+        out[item.key] = values
+    return out
+
+
+def fingerprint(values: dict[str, object]) -> int:
+    """A signed 64-bit digest of an item's stored values (DATE_FIELDS and STATE_FIELDS).
+
+    ``repr`` of dates, decimals, dicts and lists is stable; a collision (2**-64) would only
+    delay a rewrite to the next change of the item.
+    """
+    raw = repr([values[name] for name in FINGERPRINT_FIELDS]).encode()
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
 
 
 def _row_values(item: engine.PlanItem) -> dict[str, object]:
@@ -347,8 +418,18 @@ def dose_gates_check(*, patient: Patient, course: TreatmentCourse, on: date, ove
 # --- bulk re-planning -----------------------------------------------------------------------
 
 
-def plans_rebuild(*, patient_ids: Iterable[int] | None = None, progress: bool = False, batch_size: int = 500) -> int:
-    """Re-plan many patients in batches (demo data, the nightly pass, benchmarks)."""
+def plans_rebuild(
+    *,
+    patient_ids: Iterable[int] | None = None,
+    progress: bool = False,
+    batch_size: int = 500,
+    outbox: str = "changed",
+) -> int:
+    """Re-plan many patients in batches (demo data, the nightly pass, benchmarks).
+
+    By default only the patients whose plan changed have their outbox re-synced (see
+    ``plans_sync_batch``); ``outbox="all"`` re-syncs everyone's, e.g. after a policy change.
+    """
     ids = (
         list(patient_ids)
         if patient_ids is not None
@@ -367,7 +448,7 @@ def plans_rebuild(*, patient_ids: Iterable[int] | None = None, progress: bool = 
                 "pk", "timezone", "birth_date", "sex", "weight_kg", "dialysis", "risk_factors", "predispositions"
             )
         )
-        plans_sync_batch(batch)
+        plans_sync_batch(batch, outbox=outbox)
         done += len(batch)
         if bar is not None:
             bar.update(len(batch))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar as _stdcal
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -39,6 +40,7 @@ def local_date(instant: datetime, tz: str | ZoneInfo) -> date:
     return instant.astimezone(zone(tz)).date()
 
 
+@lru_cache(maxsize=65536)  # pure; a plan asks for the same few dates many times
 def add_months(anchor: date, months: int) -> date:
     """TIME-02: ``anchor`` plus ``months`` calendar months, clamped to the end of the target month.
 

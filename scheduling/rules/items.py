@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
 from .calendar import add_days
 from .flags import Flag
@@ -71,6 +72,7 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
 
+@lru_cache(maxsize=65536)  # pure in (today, due, timing); items repeat across a batch
 def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, EscalationLevel | None, int]:
     """(status, current level, days late) of an item on ``today``.
 
@@ -96,6 +98,17 @@ def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, Escalati
     return f"overdue_{level.level}", level, late
 
 
+@lru_cache(maxsize=65536)
+def _item_dates(due: date, timing: Timing) -> tuple[date, date, date, tuple[tuple[str, date], ...]]:
+    """(window start, window end, reminder, escalation dates) of an item due on ``due`` (TIME-03)."""
+    return (
+        add_days(due, -timing.window_before_days),
+        add_days(due, timing.window_after_days),
+        add_days(due, -timing.reminder_days),
+        tuple((lvl.level, add_days(due, lvl.offset_days)) for lvl in timing.ladder),
+    )
+
+
 def make_item(
     *,
     key: str,
@@ -114,6 +127,7 @@ def make_item(
     until: date | None = None,
 ) -> PlanItem:
     status, level, late = ladder_status(today, due, timing)
+    window_start, window_end, reminder, escalation = _item_dates(due, timing)
     return PlanItem(
         key=key,
         kind=kind,
@@ -124,12 +138,12 @@ def make_item(
         product=product,
         phase=phase,
         due=due,
-        window_start=add_days(due, -timing.window_before_days),
-        window_end=add_days(due, timing.window_after_days),
-        reminder=add_days(due, -timing.reminder_days),
+        window_start=window_start,
+        window_end=window_end,
+        reminder=reminder,
         status=status,
         level=level.level if level else None,
-        escalation={lvl.level: add_days(due, lvl.offset_days) for lvl in timing.ladder},
+        escalation=dict(escalation),
         rule=rule,
         days_late=late,
         severity=level.severity if level else None,
