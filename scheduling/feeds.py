@@ -6,7 +6,8 @@ always hashed, always looked up by hash (one indexed query), and always compared
 ``hmac.compare_digest`` (against a dummy hash when nothing matched). Requests are counted per
 client IP and per token in the Django cache before any database work, so guessing is throttled
 before it touches the database. A rendered feed is cached under its ETag: clients poll hourly,
-and the feed is rendered again only when what it shows has changed.
+and the feed is rendered again only when what it shows has changed. The token lookup and the
+ETag are one query (``ical_state.feed_state``), so an unchanged feed costs one query.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from django.views.decorators.http import require_http_methods
 
 from backend.errors import CarnetError, Conflict
 from patients.models import CareTeam, Patient, StaffMembership, User
-from scheduling import ical
+from scheduling import ical, ical_state
+from scheduling.ical_state import NO_FEED_HASH
 from scheduling.models_feeds import CalendarFeed
 
 TOKEN_BYTES = 32
-# Compared against when no feed matched, so a miss does the same work as a hit.
-_NO_FEED_HASH = hashlib.sha256(b"carnet: no such calendar feed").hexdigest()
 CACHE_CONTROL = "private, max-age=300"
 
 
@@ -194,7 +194,7 @@ def feed_lookup(*, digest: str) -> CalendarFeed | None:
         .annotate(subscriber_in_team=Exists(subscriber_in_team))
         .first()
     )
-    matched = hmac.compare_digest(feed.token_hash if feed is not None else _NO_FEED_HASH, digest)
+    matched = hmac.compare_digest(feed.token_hash if feed is not None else NO_FEED_HASH, digest)
     if feed is None or not matched:
         return None
     if feed.kind == CalendarFeed.Kind.NURSE:
@@ -269,11 +269,11 @@ def ical_feed(request: HttpRequest, token: str) -> HttpResponseBase:
             response = _problem(429, "Too many requests", "Too many requests for this calendar feed.", "throttled")
             response["Retry-After"] = str(wait)
             return response
-    feed = feed_lookup(digest=digest)
-    if feed is None:
-        return _problem(404, "Not found", "No such calendar feed.", "not_found")
     now = timezone.now()
-    state = ical.feed_state(feed, now=now)
+    # One query: the live feed behind the token and its ETag; the 304 path stops here.
+    state = ical_state.feed_state(digest=digest, now=now)
+    if state is None:
+        return _problem(404, "Not found", "No such calendar feed.", "not_found")
     headers = {
         "ETag": f'W/"{state.etag}"',
         "Last-Modified": http_date(state.last_modified.timestamp()),
@@ -290,6 +290,9 @@ def ical_feed(request: HttpRequest, token: str) -> HttpResponseBase:
     key = f"ical-body:{state.etag}"
     content = cache.get(key)
     if not isinstance(content, bytes):
+        feed = feed_lookup(digest=digest)
+        if feed is None:  # revoked since the line above
+            return _problem(404, "Not found", "No such calendar feed.", "not_found")
         content = ical.feed_render(feed, now=now)
         cache.set(key, content, timeout=int(getattr(settings, "CARNET_ICAL_BODY_CACHE_SECONDS", 6 * 3600)))
     ok = HttpResponse(content, content_type="text/calendar; charset=utf-8")

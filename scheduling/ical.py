@@ -7,39 +7,40 @@ What calendar clients rely on, and how each is kept:
 - revisions: SEQUENCE is ``PlanItem.version - 1`` (bumped only when the item's dates move) or
   ``Appointment.sequence`` (bumped by every move and cancellation);
 - DTSTAMP and LAST-MODIFIED are the row's ``updated_at`` and CREATED its ``created_at``, so the
-  bytes depend only on the stored rows and today's date: the ETag (``feed_state``) is computed
-  from a cheap aggregate of the same rows, and a conditional GET never renders;
+  bytes depend only on the stored rows and today's date: the ETag (``ical_state.feed_state``)
+  comes from aggregates of the same rows, read with the token lookup, and a conditional GET
+  never renders;
 - all-day items are DATE values (windows have no time zone); appointments are DATE-TIME values
   in the patient's (or the team's) zone with a VTIMEZONE for every zone used;
 - a cancelled event stays 30 days with STATUS:CANCELLED so clients remove it, then leaves.
 
-Every feed is read in a fixed number of queries whatever the history length. Folding and
-escaping are icalendar's job.
+Every feed is read in a fixed number of queries whatever the history length. Events are written
+by ``ical_writer`` (escaping, folding, value formats); icalendar supplies each VTIMEZONE.
 """
 
 from __future__ import annotations
 
-import hashlib
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import icalendar
 from django.conf import settings
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from patients.models import Patient, StaffMembership
+from patients.models import StaffMembership
+from scheduling import ical_writer
 from scheduling.models import OPEN_STATUSES, Appointment, ItemKind, ItemStatus, PlanItem
 from scheduling.models_feeds import CalendarFeed
 
 PRODID = "-//Carnet//Carnet calendar feed//EN"
 # Bump when the rendering changes: every ETag changes with it, and so does every cached body.
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"  # 2: written by ical_writer (75-octet folds)
 CANCELLED_KEPT_DAYS = 30
 TTL = timedelta(hours=1)
 DOSE_KINDS = (ItemKind.INJECTION, ItemKind.CONSOLIDATION)
@@ -61,19 +62,19 @@ class Reminder:
     hour: int = 9
 
 
-def reminder_leads(*, patient: Patient, kind: str) -> tuple[Reminder, ...]:
+def reminder_leads(*, patient_id: int, kind: str) -> tuple[Reminder, ...]:
     """The patient's reminder lead times for an item kind.
 
     Defaults until notification preferences exist: injections and consolidation 14 days and
     3 days before, and the morning itself; other items 3 days before and the morning itself.
     """
-    hour = _notify_hour()
+    hour = notify_hour()
     if kind in DOSE_KINDS:
         return (Reminder(14, hour), Reminder(3, hour), Reminder(0, hour))
     return (Reminder(3, hour), Reminder(0, hour))
 
 
-def _notify_hour() -> int:
+def notify_hour() -> int:
     rules = getattr(settings, "CARNET_RULES", {}) or {}
     value = rules.get("notify_hour", 9) if isinstance(rules, dict) else 9
     return int(value) if isinstance(value, int | str) and str(value).isdigit() else 9
@@ -147,7 +148,7 @@ WORDS: dict[str, dict[str, str]] = {
 }
 
 
-def _lang(value: str | None) -> str:
+def language_of(value: str | None) -> str:
     return value if value in ("en", "fr") else "fr"
 
 
@@ -170,24 +171,16 @@ def _patient_title(kind: str | None, product: str, dose_mg: object, lang: str, *
     return f"Carnet{WORDS[lang]['sep']}{_what(kind, product, dose_mg, lang, precise=True)}"
 
 
-def _staff_title(patient: Patient, kind: str | None, product: str, dose_mg: object, lang: str, *, precise: bool) -> str:
+def _staff_title(
+    first_name: str, last_name: str, kind: str | None, product: str, dose_mg: object, lang: str, *, precise: bool
+) -> str:
     # Staff need to know whom; by default only initials leave Carnet for a third-party calendar.
     what = _what(kind, product, dose_mg, lang, precise=precise)
-    who = (
-        f"{patient.first_name} {patient.last_name.upper()}"
-        if precise
-        else f"{patient.first_name[:1]}. {patient.last_name[:1]}.".upper()
-    )
+    who = f"{first_name} {last_name.upper()}" if precise else f"{first_name[:1]}. {last_name[:1]}.".upper()
     return f"{what[:1].upper()}{what[1:]} — {who}"
 
 
-# --- the state behind the ETag (no rendering) -----------------------------------------------
-
-
-@dataclass(frozen=True)
-class FeedState:
-    etag: str
-    last_modified: datetime
+# --- the feed's owner -----------------------------------------------------------------------
 
 
 def _feed_zone(feed: CalendarFeed) -> ZoneInfo:
@@ -203,84 +196,9 @@ def _feed_zone(feed: CalendarFeed) -> ZoneInfo:
 def _feed_language(feed: CalendarFeed) -> str:
     if feed.kind == CalendarFeed.Kind.PATIENT:
         assert feed.patient is not None
-        return _lang(feed.patient.language)
+        return language_of(feed.patient.language)
     assert feed.user is not None
-    return _lang(feed.user.language)
-
-
-def _agg(qs: QuerySet[Any], group: str, expression: Any) -> Subquery:
-    """One value per owner, computed in the database (a correlated subquery)."""
-    return Subquery(qs.order_by().values(group).annotate(value=expression).values("value")[:1])
-
-
-def _state_parts(feed: CalendarFeed) -> list[Subquery]:
-    if feed.kind == CalendarFeed.Kind.PATIENT:
-        items = PlanItem.objects.filter(patient_id=OuterRef("patient_id"))
-        appointments = Appointment.objects.filter(patient_id=OuterRef("patient_id"))
-        return [
-            _agg(items, "patient_id", Max("updated_at")),
-            _agg(items, "patient_id", Count("pk")),
-            _agg(appointments, "patient_id", Max("updated_at")),
-            _agg(appointments, "patient_id", Count("pk")),
-        ]
-    if feed.kind == CalendarFeed.Kind.NURSE:
-        appointments = Appointment.objects.filter(nurse_id=OuterRef("user_id"))
-        memberships = StaffMembership.objects.filter(user_id=OuterRef("user_id"))
-        return [
-            _agg(appointments, "nurse_id", Max("updated_at")),
-            _agg(appointments, "nurse_id", Count("pk")),
-            _agg(appointments, "nurse_id", Max("patient__updated_at")),
-            _agg(memberships, "user_id", Max("created_at")),
-            _agg(memberships, "user_id", Count("pk")),
-        ]
-    items = PlanItem.objects.filter(patient__care_team_id=OuterRef("care_team_id"))
-    appointments = Appointment.objects.filter(care_team_id=OuterRef("care_team_id"))
-    patients = Patient.objects.filter(care_team_id=OuterRef("care_team_id"))
-    return [
-        _agg(items, "patient__care_team_id", Max("updated_at")),
-        _agg(items, "patient__care_team_id", Count("pk")),
-        _agg(appointments, "care_team_id", Max("updated_at")),
-        _agg(appointments, "care_team_id", Count("pk")),
-        _agg(patients, "care_team_id", Max("updated_at")),
-        _agg(patients, "care_team_id", Count("pk")),
-    ]
-
-
-def feed_state(feed: CalendarFeed, *, now: datetime | None = None) -> FeedState:
-    """ETag and Last-Modified from one aggregate query over the rows the feed shows."""
-    moment = now or timezone.now()
-    zone = _feed_zone(feed)
-    today = timezone.localtime(moment, zone).date()
-    parts = _state_parts(feed)
-    row = (
-        CalendarFeed.objects.filter(pk=feed.pk)
-        .annotate(**{f"part{i}": part for i, part in enumerate(parts)})
-        .values_list(*[f"part{i}" for i in range(len(parts))])
-        .first()
-    )
-    values = list(row or ())
-    owner_updated = [feed.updated_at]
-    if feed.patient is not None:
-        owner_updated.append(feed.patient.updated_at)
-    midnight = datetime.combine(today, time(0), zone).astimezone(ZoneInfo("UTC"))
-    stamps = [v for v in values if isinstance(v, datetime)] + owner_updated + [midnight]
-    last_modified = max(stamps).replace(microsecond=0)
-    fingerprint = "|".join(
-        [
-            RENDER_VERSION,
-            feed.kind,
-            str(feed.pk),
-            str(feed.precise_titles),
-            _feed_language(feed),
-            str(zone),
-            today.isoformat(),
-            str(history_days()),
-            feed.care_team.name if feed.care_team is not None else "",  # the team feed's calendar name
-            *[str(v) for v in values],
-            *[str(t) for t in owner_updated],
-        ]
-    )
-    return FeedState(etag=hashlib.sha256(fingerprint.encode()).hexdigest()[:32], last_modified=last_modified)
+    return language_of(feed.user.language)
 
 
 # --- reading the rows (a fixed number of queries) -------------------------------------------
@@ -331,38 +249,160 @@ class _Style:
     precise: bool
     for_patient: bool  # the patient's own feed: neutral titles by default, reminders
 
-    def title(self, patient: Patient, kind: str | None, product: str, dose_mg: object) -> str:
+    def title(self, who: tuple[str, str], kind: str | None, product: str, dose_mg: object) -> str:
+        """The event title; ``who`` is the patient's (first name, last name), shown to staff only."""
         if self.for_patient:
             return _patient_title(kind, product, dose_mg, self.lang, precise=self.precise)
-        return _staff_title(patient, kind, product, dose_mg, self.lang, precise=self.precise)
+        return _staff_title(*who, kind, product, dose_mg, self.lang, precise=self.precise)
 
 
-def _stamp(event: icalendar.Event, *, created: datetime, modified: datetime) -> None:
-    event.add("dtstamp", modified)
-    event.add("last-modified", modified)
-    event.add("created", created)
-    event.add("class", "PRIVATE")
+# Rows are read as plain tuples (no model instances): ten years of history is a few hundred rows,
+# and building PlanItem instances (JSON flags and all) cost more than writing the calendar.
+ITEM_COLUMNS = (
+    "pk",
+    "patient_id",
+    "public_id",
+    "kind",
+    "product",
+    "dose_mg",
+    "due",
+    "window_start",
+    "window_end",
+    "status",
+    "version",
+    "created_at",
+    "updated_at",
+    "patient__first_name",
+    "patient__last_name",
+)
+APPOINTMENT_COLUMNS = (
+    "patient_id",
+    "public_id",
+    "status",
+    "starts_at",
+    "ends_at",
+    "sequence",
+    "out_of_window_reason",
+    "created_at",
+    "updated_at",
+    "plan_item_id",
+    "plan_item__kind",
+    "plan_item__product",
+    "plan_item__dose_mg",
+    "patient__first_name",
+    "patient__last_name",
+    "care_team__timezone",
+)
 
 
-def _alarm(title: str, trigger: timedelta) -> icalendar.Alarm:
-    alarm = icalendar.Alarm()
-    alarm.add("action", "DISPLAY")
-    alarm.add("description", title)
-    alarm.add("trigger", trigger)
-    return alarm
+@dataclass(frozen=True, slots=True)
+class _ItemRow:
+    pk: int
+    patient_id: int
+    public_id: uuid.UUID
+    kind: str
+    product: str
+    dose_mg: Decimal | None
+    due: date
+    window_start: date | None
+    window_end: date | None
+    status: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    first_name: str
+    last_name: str
 
 
-def _item_event(item: PlanItem, patient: Patient, style: _Style, today: date) -> tuple[str, icalendar.Event]:
+@dataclass(frozen=True, slots=True)
+class _AppointmentRow:
+    patient_id: int
+    public_id: uuid.UUID
+    status: str
+    starts_at: datetime
+    ends_at: datetime
+    sequence: int
+    out_of_window_reason: str
+    created_at: datetime
+    updated_at: datetime
+    plan_item_id: int | None
+    kind: str | None
+    product: str | None
+    dose_mg: Decimal | None
+    first_name: str
+    last_name: str
+    team_timezone: str
+
+
+def _item_rows(qs: QuerySet[PlanItem]) -> list[_ItemRow]:
+    return [_ItemRow(*row) for row in qs.order_by().values_list(*ITEM_COLUMNS)]
+
+
+def _appointment_rows(qs: QuerySet[Appointment]) -> list[_AppointmentRow]:
+    return [_AppointmentRow(*row) for row in qs.order_by().values_list(*APPOINTMENT_COLUMNS)]
+
+
+@dataclass(frozen=True)
+class _Event:
+    """One VEVENT, serialised: ``order`` sorts the feed (start, then UID), ``tzid`` needs a VTIMEZONE."""
+
+    order: str
+    tzid: str | None
+    lines: list[str]
+
+
+def _vevent(
+    *,
+    summary: str,
+    dates: tuple[str, str, str],
+    uid: str,
+    sequence: int,
+    created: datetime,
+    modified: datetime,
+    description: str | None,
+    status: str,
+    transp: str,
+    alarms: Iterable[tuple[str, timedelta]],
+) -> list[str]:
+    """A VEVENT's content lines; ``dates`` is (parameters, DTSTART value, DTEND value), already formatted.
+
+    icalendar's property order (canonical, then alphabetical), so both writers agree line for line.
+    DTSTAMP and LAST-MODIFIED are the row's updated_at: the bytes depend only on the rows and the day.
+    """
+    text = ical_writer.text
+    params, start, end = dates
+    stamp = ical_writer.utc_value(modified)
+    lines = [
+        "BEGIN:VEVENT",
+        f"SUMMARY:{text(summary)}",
+        f"DTSTART{params}:{start}",
+        f"DTEND{params}:{end}",
+        f"DTSTAMP:{stamp}",
+        f"UID:{text(uid)}",
+        f"SEQUENCE:{sequence}",
+        "CLASS:PRIVATE",
+        f"CREATED:{ical_writer.utc_value(created)}",
+    ]
+    if description is not None:
+        lines.append(f"DESCRIPTION:{text(description)}")
+    lines += [f"LAST-MODIFIED:{stamp}", f"STATUS:{status}", f"TRANSP:{transp}"]
+    for title, trigger in alarms:
+        lines += [
+            "BEGIN:VALARM",
+            "ACTION:DISPLAY",
+            f"DESCRIPTION:{text(title)}",
+            f"TRIGGER:{ical_writer.duration(trigger)}",
+            "END:VALARM",
+        ]
+    lines.append("END:VEVENT")
+    return lines
+
+
+def _item_event(item: _ItemRow, style: _Style, today: date) -> _Event:
     first, last = (item.window_start or item.due, item.window_end or item.due)
     words = WORDS[style.lang]
-    title = style.title(patient, item.kind, item.product, item.dose_mg)
-    event = icalendar.Event()
-    event.add("uid", f"planitem-{item.public_id}@carnet")
-    _stamp(event, created=item.created_at, modified=item.updated_at)
-    event.add("dtstart", first)
-    event.add("dtend", last + timedelta(days=1))
-    event.add("sequence", max(item.version - 1, 0))
-    event.add("summary", title)
+    title = style.title((item.first_name, item.last_name), item.kind, item.product, item.dose_mg)
+    uid = f"planitem-{item.public_id}@carnet"
     cancelled = item.status == ItemStatus.CANCELLED
     if cancelled:
         description = words["cancelled"]
@@ -376,34 +416,36 @@ def _item_event(item: PlanItem, patient: Patient, style: _Style, today: date) ->
         )
     if item.status == ItemStatus.DONE:
         description = f"{words['done']} {description}"
-    event.add("description", description)
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    event.add("transp", "TRANSPARENT")  # a window is not busy time
+    alarms: list[tuple[str, timedelta]] = []
     if style.for_patient and item.status in OPEN_STATUSES and first >= today:
-        for reminder in reminder_leads(patient=patient, kind=item.kind):
+        for reminder in reminder_leads(patient_id=item.patient_id, kind=item.kind):
             if first - timedelta(days=reminder.days_before) >= today:  # a reminder already past would pop up late
-                event.add_component(_alarm(title, _trigger_all_day(reminder)))
-    return f"{first.isoformat()}T00:00 {event['uid']}", event
+                alarms.append((title, _trigger_all_day(reminder)))
+    lines = _vevent(
+        summary=title,
+        # All day: DTEND is exclusive, the window's last day + 1.
+        dates=(";VALUE=DATE", ical_writer.date_value(first), ical_writer.date_value(last + timedelta(days=1))),
+        uid=uid,
+        sequence=max(item.version - 1, 0),
+        created=item.created_at,
+        modified=item.updated_at,
+        description=description,
+        status="CANCELLED" if cancelled else "CONFIRMED",
+        transp="TRANSPARENT",  # a window is not busy time
+        alarms=alarms,
+    )
+    return _Event(order=f"{first.isoformat()}T00:00 {uid}", tzid=None, lines=lines)
 
 
-def _appointment_event(
-    appointment: Appointment, patient: Patient, zone: ZoneInfo, style: _Style, today: date
-) -> tuple[str, icalendar.Event]:
-    item = appointment.plan_item
-    kind = item.kind if item is not None else None
-    product = item.product if item is not None else ""
-    dose_mg = item.dose_mg if item is not None else None
-    title = style.title(patient, kind, product, dose_mg)
+def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Style, today: date) -> _Event:
+    kind = appointment.kind
+    title = style.title(
+        (appointment.first_name, appointment.last_name), kind, appointment.product or "", appointment.dose_mg
+    )
     start = timezone.localtime(appointment.starts_at, zone)
     end = timezone.localtime(appointment.ends_at, zone)
     words = WORDS[style.lang]
-    event = icalendar.Event()
-    event.add("uid", f"appointment-{appointment.public_id}@carnet")
-    _stamp(event, created=appointment.created_at, modified=appointment.updated_at)
-    event.add("dtstart", start)
-    event.add("dtend", end)
-    event.add("sequence", appointment.sequence)
-    event.add("summary", title)
+    uid = f"appointment-{appointment.public_id}@carnet"
     cancelled = appointment.status == Appointment.Status.CANCELLED
     lines: list[str] = []
     if cancelled:
@@ -414,39 +456,62 @@ def _appointment_event(
         lines.append(NEUTRAL_DESCRIPTION[style.lang])
     elif not style.for_patient and style.precise and appointment.out_of_window_reason:
         lines.append(words["out_of_window"].format(reason=appointment.out_of_window_reason))
-    if lines:
-        event.add("description", " ".join(lines))
-    event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    event.add("transp", "OPAQUE")
+    alarms: list[tuple[str, timedelta]] = []
     if style.for_patient and appointment.status == Appointment.Status.BOOKED and start.date() >= today:
-        for reminder in reminder_leads(patient=patient, kind=kind or ItemKind.INJECTION):
+        for reminder in reminder_leads(patient_id=appointment.patient_id, kind=kind or ItemKind.INJECTION):
             if start.date() - timedelta(days=reminder.days_before) >= today:
-                event.add_component(_alarm(title, _trigger_timed(reminder, start)))
-    return f"{start.astimezone(ZoneInfo('UTC')):%Y-%m-%dT%H:%M} {event['uid']}", event
+                alarms.append((title, _trigger_timed(reminder, start)))
+    tzid = zone.key
+    utc = tzid in ical_writer.UTC_ZONES
+    if utc:
+        dates = ("", ical_writer.utc_value(start), ical_writer.utc_value(end))
+    else:
+        dates = (_tzid_param(tzid), ical_writer.local_value(start), ical_writer.local_value(end))
+    lines = _vevent(
+        summary=title,
+        dates=dates,
+        uid=uid,
+        sequence=appointment.sequence,
+        created=appointment.created_at,
+        modified=appointment.updated_at,
+        description=" ".join(lines) if lines else None,
+        status="CANCELLED" if cancelled else "CONFIRMED",
+        transp="OPAQUE",
+        alarms=alarms,
+    )
+    order = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M} {uid}"
+    return _Event(order=order, tzid=None if utc else tzid, lines=lines)
 
 
 @lru_cache(maxsize=64)
-def _vtimezone(tzid: str) -> icalendar.Timezone:
+def _tzid_param(tzid: str) -> str:
+    return f";TZID={ical_writer.param(tzid)}"
+
+
+@lru_cache(maxsize=64)
+def _vtimezone(tzid: str) -> bytes:
     """The VTIMEZONE icalendar generates for ``tzid`` (what add_missing_timezones adds), built once."""
-    return icalendar.Timezone.from_tzid(tzid)
+    return bytes(icalendar.Timezone.from_tzid(tzid).to_ical())
 
 
-def _calendar(name: str, events: Iterable[tuple[str, icalendar.Event]]) -> bytes:
-    calendar = icalendar.Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("x-wr-calname", name)
-    calendar.add("name", name)
-    calendar.add("refresh-interval", TTL, parameters={"VALUE": "DURATION"})
-    calendar.add("x-published-ttl", icalendar.vDuration(TTL))
-    ordered = [event for _key, event in sorted(events, key=lambda pair: pair[0])]
+def _calendar(name: str, events: Iterable[_Event]) -> bytes:
+    out = ical_writer.Writer()
+    out.begin("VCALENDAR")
+    out.add("VERSION", "2.0")
+    out.add("PRODID", ical_writer.text(PRODID))
+    out.add("CALSCALE", "GREGORIAN")
+    out.add_text("NAME", name)
+    out.add_text("X-WR-CALNAME", name)
+    out.add("REFRESH-INTERVAL", ical_writer.duration(TTL), value="DURATION")
+    out.add("X-PUBLISHED-TTL", ical_writer.duration(TTL))
+    ordered = sorted(events, key=lambda event: event.order)
     # A VTIMEZONE for every zone a DATE-TIME names (all-day DATE values name none).
-    for tzid in sorted({str(e["DTSTART"].params["TZID"]) for e in ordered if "TZID" in e["DTSTART"].params}):
-        calendar.add_component(_vtimezone(tzid))
+    for tzid in sorted({event.tzid for event in ordered if event.tzid is not None}):
+        out.add_block(_vtimezone(tzid))
     for event in ordered:
-        calendar.add_component(event)
-    return bytes(calendar.to_ical())
+        out.lines.extend(event.lines)
+    out.end("VCALENDAR")
+    return out.to_ical()
 
 
 # --- the three feeds ------------------------------------------------------------------------
@@ -455,27 +520,25 @@ def _calendar(name: str, events: Iterable[tuple[str, icalendar.Event]]) -> bytes
 def _patient_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
     patient = feed.patient
     assert patient is not None
-    style = _Style(lang=_lang(patient.language), precise=feed.precise_titles, for_patient=True)
-    items = list(_items_shown(PlanItem.objects.filter(patient_id=patient.pk), span))
-    appointments = list(
-        _appointments_shown(Appointment.objects.filter(patient_id=patient.pk), span).select_related("plan_item")
-    )
+    style = _Style(lang=language_of(patient.language), precise=feed.precise_titles, for_patient=True)
+    items = _item_rows(_items_shown(PlanItem.objects.filter(patient_id=patient.pk), span))
+    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(patient_id=patient.pk), span))
     # An item with a live (booked or done) appointment shows as that appointment, timed.
     covered = {a.plan_item_id for a in appointments if a.status != Appointment.Status.CANCELLED}
-    events = [_appointment_event(a, patient, zone, style, span.today) for a in appointments]
-    events += [_item_event(i, patient, style, span.today) for i in items if i.pk not in covered]
+    events = [_appointment_event(a, zone, style, span.today) for a in appointments]
+    events += [_item_event(i, style, span.today) for i in items if i.pk not in covered]
     return _calendar(WORDS[style.lang]["patient_calendar"], events)
 
 
 def _nurse_feed(feed: CalendarFeed, span: _Span) -> bytes:
     user = feed.user
     assert user is not None
-    style = _Style(lang=_lang(user.language), precise=feed.precise_titles, for_patient=False)
+    style = _Style(lang=language_of(user.language), precise=feed.precise_titles, for_patient=False)
     teams = StaffMembership.objects.filter(user_id=user.pk).values("care_team_id")
-    appointments = _appointments_shown(
-        Appointment.objects.filter(nurse_id=user.pk, care_team_id__in=Subquery(teams)), span
-    ).select_related("plan_item", "patient", "care_team")
-    events = [_appointment_event(a, a.patient, ZoneInfo(a.care_team.timezone), style, span.today) for a in appointments]
+    appointments = _appointment_rows(
+        _appointments_shown(Appointment.objects.filter(nurse_id=user.pk, care_team_id__in=Subquery(teams)), span)
+    )
+    events = [_appointment_event(a, ZoneInfo(a.team_timezone), style, span.today) for a in appointments]
     return _calendar(WORDS[style.lang]["nurse_calendar"], events)
 
 
@@ -483,19 +546,16 @@ def _team_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
     team = feed.care_team
     user = feed.user
     assert team is not None and user is not None
-    style = _Style(lang=_lang(user.language), precise=feed.precise_titles, for_patient=False)
-    appointments = _appointments_shown(Appointment.objects.filter(care_team_id=team.pk), span).select_related(
-        "plan_item", "patient"
-    )
+    style = _Style(lang=language_of(user.language), precise=feed.precise_titles, for_patient=False)
+    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(care_team_id=team.pk), span))
     booked = Appointment.objects.filter(plan_item_id=OuterRef("pk"), status=Appointment.Status.BOOKED)
-    unbooked = (
+    unbooked = _item_rows(
         PlanItem.objects.filter(patient__care_team_id=team.pk)
         .filter(status__in=[s for s in OPEN_STATUSES if s != ItemStatus.SCHEDULED])
         .filter(~Exists(booked))
-        .select_related("patient")
     )
-    events = [_appointment_event(a, a.patient, zone, style, span.today) for a in appointments]
-    events += [_item_event(i, i.patient, style, span.today) for i in unbooked]
+    events = [_appointment_event(a, zone, style, span.today) for a in appointments]
+    events += [_item_event(i, style, span.today) for i in unbooked]
     return _calendar(WORDS[style.lang]["team_calendar"].format(team=team.name), events)
 
 

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from datetime import date
 from typing import Any
 
 import pytest
 import time_machine
 from django.core.cache import cache
 from django.test import Client
+from django.utils import timezone
 
 from backend.errors import CarnetError
 from patients.models import Role, StaffMembership, User
-from scheduling import feeds, ical
-from scheduling.appointments import appointment_book, appointment_move
+from scheduling import feeds, ical, ical_state
+from scheduling.appointments import appointment_book, appointment_cancel, appointment_move
 from scheduling.feeds import feed_create, feed_revoke, feed_rotate, feed_update, feed_urls
-from scheduling.models import ItemStatus
+from scheduling.models import ItemStatus, PlanItem
 from scheduling.models_feeds import CalendarFeed
 from tests.factories import CareTeamFactory, PatientFactory
 
@@ -85,7 +87,7 @@ def test_conditional_get_is_304_without_rendering(
         raise AssertionError("a conditional GET must not render the feed")
 
     monkeypatch.setattr(ical, "feed_render", no_render)
-    with django_assert_num_queries(2):  # the feed lookup, one aggregate
+    with django_assert_num_queries(1):  # the feed lookup and its state, one statement
         again = client.get(url(token), HTTP_IF_NONE_MATCH=first["ETag"])
     assert again.status_code == 304
     assert again["ETag"] == first["ETag"]
@@ -112,7 +114,7 @@ def test_unchanged_feed_is_rendered_once(
 
     monkeypatch.setattr(ical, "feed_render", counting)
     first = client.get(url(token))
-    with django_assert_num_queries(2):  # lookup and aggregate: the body comes from the cache
+    with django_assert_num_queries(1):  # lookup and state: the body comes from the cache
         second = client.get(url(token))
     assert second.content == first.content and len(renders) == 1
     appt = appointment_book(plan_item=item, starts_at=at("2026-12-10", 10), nurse=nurse, by=nurse)
@@ -143,12 +145,98 @@ def test_etag_changes_with_the_day(client: Client, token: str) -> None:
         assert client.get(url(token), HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 200
 
 
+def _revalidate(client: Client, token: str, etag: str) -> Any:
+    """A conditional GET; returns the response (304 when nothing shown changed)."""
+    return client.get(url(token), HTTP_IF_NONE_MATCH=etag)
+
+
+def test_etag_follows_everything_a_patient_feed_shows(
+    client: Client, token: str, patient: Any, item: Any, nurse: Any
+) -> None:
+    """Each change a patient's calendar would show gives a new ETag and a body that shows it."""
+    etag = client.get(url(token))["ETag"]
+
+    def changed() -> bytes:
+        nonlocal etag
+        response = _revalidate(client, token, etag)
+        assert response.status_code == 200, "the ETag did not change"
+        assert response["ETag"] != etag
+        etag = response["ETag"]
+        assert _revalidate(client, token, etag).status_code == 304  # and is stable once changed
+        return bytes(response.content)
+
+    assert _revalidate(client, token, etag).status_code == 304
+    # A re-plan moves the item (new dates, version): the rows' updated_at moves.
+    PlanItem.objects.filter(pk=item.pk).update(
+        due=date(2026, 12, 20), window_start=date(2026, 12, 1), version=2, updated_at=timezone.now()
+    )
+    body = changed()
+    assert events_by_uid(body)[item_uid(item)].decoded("DTSTART") == date(2026, 12, 1)
+    assert int(events_by_uid(body)[item_uid(item)]["SEQUENCE"]) == 1
+    # A new item appears.
+    added = make_item(patient, kind="calcium_check", product="", dose_mg=None, status=ItemStatus.DUE)
+    assert item_uid(added) in events_by_uid(changed())
+    # A status change (done): the item leaves the reminders and says so.
+    PlanItem.objects.filter(pk=added.pk).update(
+        status=ItemStatus.DONE, closed_at=timezone.now(), updated_at=timezone.now()
+    )
+    assert "Done." in str(events_by_uid(changed())[item_uid(added)]["DESCRIPTION"])
+    # Booked, then cancelled: the appointment, then STATUS:CANCELLED.
+    appt = appointment_book(plan_item=item, starts_at=at("2026-12-10", 10), nurse=nurse, by=nurse)
+    assert appt_uid(appt) in events_by_uid(changed())
+    appointment_cancel(appointment=appt, by=nurse, reason="Patient away")
+    assert events_by_uid(changed())[appt_uid(appt)]["STATUS"] == "CANCELLED"
+    # The patient's language and time zone (titles; appointment times and VTIMEZONE).
+    patient.language = "fr"
+    patient.save()
+    assert b"Carnet : rendez-vous de soins" in changed()
+    patient.timezone = "America/New_York"
+    patient.save()
+    assert b"TZID:America/New_York" in changed()
+
+
+def test_staff_feeds_revalidate_in_two_queries_and_follow_their_rows(
+    client: Client, patient: Any, item: Any, nurse: Any, team: Any, django_assert_num_queries: Any
+) -> None:
+    appt = appointment_book(plan_item=item, starts_at=at("2026-12-10", 10), nurse=nurse, by=nurse)
+    _nurse_feed, nurse_token = feed_create(kind="nurse", user=nurse, by=nurse)
+    _team_feed, team_token = feed_create(kind="care_team", care_team=team, by=nurse, precise_titles=True)
+    etags = {t: client.get(url(t))["ETag"] for t in (nurse_token, team_token)}
+    for staff_token, etag in etags.items():
+        with django_assert_num_queries(2):  # the lookup, then the staff feed's own aggregates
+            assert _revalidate(client, staff_token, etag).status_code == 304
+    # Staff titles name the patient: renaming the patient changes both feeds.
+    patient.last_name = "Durand"
+    patient.save()
+    for staff_token, etag in etags.items():
+        response = _revalidate(client, staff_token, etag)
+        assert response.status_code == 200 and response["ETag"] != etag
+        etags[staff_token] = response["ETag"]
+    assert "DURAND" in str(events_by_uid(client.get(url(team_token)).content)[appt_uid(appt)]["SUMMARY"])
+    # A moved appointment changes both; a new due item shows in the team feed only.
+    appointment_move(appointment=appt, starts_at=at("2026-12-11", 10), by=nurse)
+    for staff_token, etag in etags.items():
+        response = _revalidate(client, staff_token, etag)
+        assert response.status_code == 200
+        etags[staff_token] = response["ETag"]
+    due = make_item(patient, kind="calcium_check", product="", dose_mg=None, status=ItemStatus.DUE)
+    assert _revalidate(client, nurse_token, etags[nurse_token]).status_code == 304
+    response = _revalidate(client, team_token, etags[team_token])
+    assert response.status_code == 200 and item_uid(due) in events_by_uid(response.content)
+    # The team's name is the team feed's calendar name.
+    etags[team_token] = response["ETag"]
+    team.name = "Rhumatologie Lyon-Nord"
+    team.save()
+    response = _revalidate(client, team_token, etags[team_token])
+    assert response.status_code == 200 and parse(response.content)["X-WR-CALNAME"] == "Carnet — Rhumatologie Lyon-Nord"
+
+
 def test_ten_year_feed_over_http_costs_the_same_queries(
     client: Client, patient: Any, token: str, nurse: Any, settings: Any, django_assert_num_queries: Any
 ) -> None:
     settings.CARNET_ICAL_HISTORY_DAYS = 11 * 366
     build_history(patient, nurse, 10)
-    with django_assert_num_queries(4):  # lookup, aggregate, plan items, appointments
+    with django_assert_num_queries(4):  # lookup and state, the feed with its owner, plan items, appointments
         response = client.get(url(token))
     assert len(parse(response.content).walk("VEVENT")) == 1 + 360
 
@@ -206,6 +294,14 @@ def test_unknown_token_does_the_same_work_as_a_known_one(
     with django_assert_num_queries(1):
         assert feeds.feed_lookup(digest=feeds.token_hash(token[:-1] + "x")) is None
     assert len(compared) == 2  # a miss is compared too (against a dummy hash)
+    # The view's path: the lookup with the feed's state, one statement for a hit and for a miss.
+    compared.clear()
+    monkeypatch.setattr(ical_state.hmac, "compare_digest", spy)
+    with django_assert_num_queries(1):
+        assert ical_state.feed_state(digest=feeds.token_hash(token)) is not None
+    with django_assert_num_queries(1):
+        assert ical_state.feed_state(digest=feeds.token_hash(token[:-1] + "x")) is None
+    assert len(compared) == 2 and compared[1][0] == ical_state.NO_FEED_HASH
     for bad in ("nope", "a" * 500, "%E2%82%AC"):
         assert client.get(url(bad)).status_code == 404
 
