@@ -343,7 +343,7 @@ def _appointment_rows(qs: QuerySet[Appointment]) -> list[_AppointmentRow]:
 
 
 @dataclass(frozen=True)
-class _Event:
+class CalendarEvent:
     """One VEVENT, serialised: ``order`` sorts the feed (start, then UID), ``tzid`` needs a VTIMEZONE."""
 
     order: str
@@ -351,32 +351,48 @@ class _Event:
     lines: list[str]
 
 
-def _vevent(
+def vevent(
     *,
-    summary: str,
-    dates: tuple[str, str, str],
     uid: str,
+    summary: str,
+    start: date | datetime,
+    end: date | datetime,
     sequence: int,
     created: datetime,
     modified: datetime,
     description: str | None,
     status: str,
     transp: str,
-    alarms: Iterable[tuple[str, timedelta]],
-) -> list[str]:
-    """A VEVENT's content lines; ``dates`` is (parameters, DTSTART value, DTEND value), already formatted.
+    alarms: Iterable[tuple[str, timedelta]] = (),
+) -> CalendarEvent:
+    """A VEVENT from plain values: all day from dates (``end`` exclusive), timed from aware datetimes.
 
-    icalendar's property order (canonical, then alphabetical), so both writers agree line for line.
-    DTSTAMP and LAST-MODIFIED are the row's updated_at: the bytes depend only on the rows and the day.
+    A timed event is written in its datetimes' zone (``TZID``, wall-clock time) or, for UTC, in
+    UTC form. Properties come in icalendar's order (canonical, then alphabetical), so both
+    writers agree line for line. ``alarms`` are DISPLAY alarms: (text, trigger before the start).
     """
     text = ical_writer.text
-    params, start, end = dates
+    tzid: str | None = None
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        key = getattr(start.tzinfo, "key", None)
+        if key is None or key in ical_writer.UTC_ZONES:
+            params, first, last = "", ical_writer.utc_value(start), ical_writer.utc_value(end.astimezone(start.tzinfo))
+        else:
+            tzid = str(key)
+            params, first = _tzid_param(tzid), ical_writer.local_value(start)
+            last = ical_writer.local_value(end.astimezone(start.tzinfo))
+        order = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M} {uid}"
+    elif not isinstance(start, datetime) and not isinstance(end, datetime):
+        params, first, last = ";VALUE=DATE", ical_writer.date_value(start), ical_writer.date_value(end)
+        order = f"{start.isoformat()}T00:00 {uid}"
+    else:
+        raise TypeError("An event starts and ends with two dates or two datetimes.")
     stamp = ical_writer.utc_value(modified)
     lines = [
         "BEGIN:VEVENT",
         f"SUMMARY:{text(summary)}",
-        f"DTSTART{params}:{start}",
-        f"DTEND{params}:{end}",
+        f"DTSTART{params}:{first}",
+        f"DTEND{params}:{last}",
         f"DTSTAMP:{stamp}",
         f"UID:{text(uid)}",
         f"SEQUENCE:{sequence}",
@@ -395,10 +411,10 @@ def _vevent(
             "END:VALARM",
         ]
     lines.append("END:VEVENT")
-    return lines
+    return CalendarEvent(order=order, tzid=tzid, lines=lines)
 
 
-def _item_event(item: _ItemRow, style: _Style, today: date) -> _Event:
+def _item_event(item: _ItemRow, style: _Style, today: date) -> CalendarEvent:
     first, last = (item.window_start or item.due, item.window_end or item.due)
     words = WORDS[style.lang]
     title = style.title((item.first_name, item.last_name), item.kind, item.product, item.dose_mg)
@@ -421,11 +437,11 @@ def _item_event(item: _ItemRow, style: _Style, today: date) -> _Event:
         for reminder in reminder_leads(patient_id=item.patient_id, kind=item.kind):
             if first - timedelta(days=reminder.days_before) >= today:  # a reminder already past would pop up late
                 alarms.append((title, _trigger_all_day(reminder)))
-    lines = _vevent(
-        summary=title,
-        # All day: DTEND is exclusive, the window's last day + 1.
-        dates=(";VALUE=DATE", ical_writer.date_value(first), ical_writer.date_value(last + timedelta(days=1))),
+    return vevent(
         uid=uid,
+        summary=title,
+        start=first,
+        end=last + timedelta(days=1),  # DTEND is exclusive: the window's last day + 1
         sequence=max(item.version - 1, 0),
         created=item.created_at,
         modified=item.updated_at,
@@ -434,10 +450,9 @@ def _item_event(item: _ItemRow, style: _Style, today: date) -> _Event:
         transp="TRANSPARENT",  # a window is not busy time
         alarms=alarms,
     )
-    return _Event(order=f"{first.isoformat()}T00:00 {uid}", tzid=None, lines=lines)
 
 
-def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Style, today: date) -> _Event:
+def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Style, today: date) -> CalendarEvent:
     kind = appointment.kind
     title = style.title(
         (appointment.first_name, appointment.last_name), kind, appointment.product or "", appointment.dose_mg
@@ -461,16 +476,11 @@ def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Sty
         for reminder in reminder_leads(patient_id=appointment.patient_id, kind=kind or ItemKind.INJECTION):
             if start.date() - timedelta(days=reminder.days_before) >= today:
                 alarms.append((title, _trigger_timed(reminder, start)))
-    tzid = zone.key
-    utc = tzid in ical_writer.UTC_ZONES
-    if utc:
-        dates = ("", ical_writer.utc_value(start), ical_writer.utc_value(end))
-    else:
-        dates = (_tzid_param(tzid), ical_writer.local_value(start), ical_writer.local_value(end))
-    lines = _vevent(
-        summary=title,
-        dates=dates,
+    return vevent(
         uid=uid,
+        summary=title,
+        start=start,
+        end=end,
         sequence=appointment.sequence,
         created=appointment.created_at,
         modified=appointment.updated_at,
@@ -479,8 +489,6 @@ def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Sty
         transp="OPAQUE",
         alarms=alarms,
     )
-    order = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M} {uid}"
-    return _Event(order=order, tzid=None if utc else tzid, lines=lines)
 
 
 @lru_cache(maxsize=64)
@@ -494,7 +502,8 @@ def _vtimezone(tzid: str) -> bytes:
     return bytes(icalendar.Timezone.from_tzid(tzid).to_ical())
 
 
-def _calendar(name: str, events: Iterable[_Event]) -> bytes:
+def calendar(name: str, events: Iterable[CalendarEvent]) -> bytes:
+    """A VCALENDAR of ``events`` (sorted by start), with a VTIMEZONE for each zone they name."""
     out = ical_writer.Writer()
     out.begin("VCALENDAR")
     out.add("VERSION", "2.0")
@@ -527,7 +536,7 @@ def _patient_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
     covered = {a.plan_item_id for a in appointments if a.status != Appointment.Status.CANCELLED}
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
     events += [_item_event(i, style, span.today) for i in items if i.pk not in covered]
-    return _calendar(WORDS[style.lang]["patient_calendar"], events)
+    return calendar(WORDS[style.lang]["patient_calendar"], events)
 
 
 def _nurse_feed(feed: CalendarFeed, span: _Span) -> bytes:
@@ -539,7 +548,7 @@ def _nurse_feed(feed: CalendarFeed, span: _Span) -> bytes:
         _appointments_shown(Appointment.objects.filter(nurse_id=user.pk, care_team_id__in=Subquery(teams)), span)
     )
     events = [_appointment_event(a, ZoneInfo(a.team_timezone), style, span.today) for a in appointments]
-    return _calendar(WORDS[style.lang]["nurse_calendar"], events)
+    return calendar(WORDS[style.lang]["nurse_calendar"], events)
 
 
 def _team_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
@@ -556,7 +565,7 @@ def _team_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
     )
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
     events += [_item_event(i, style, span.today) for i in unbooked]
-    return _calendar(WORDS[style.lang]["team_calendar"].format(team=team.name), events)
+    return calendar(WORDS[style.lang]["team_calendar"].format(team=team.name), events)
 
 
 def feed_render(feed: CalendarFeed, *, now: datetime | None = None) -> bytes:

@@ -530,3 +530,29 @@ def test_done_history_older_than_the_horizon_leaves_the_feed(
     oldest = min(s.date() if isinstance(s, datetime) else s for s in starts)
     assert date(2025, 11, 20) <= oldest < date(2026, 1, 1)
     assert len(events) == 11 * 3  # the 11 months since 2025-11-20, three items each
+
+
+# --- text that needs escaping and folding ---------------------------------------------------------
+
+
+def test_names_and_reasons_with_nasty_text_read_back_in_every_parser(nurse: Any, team: Any) -> None:
+    team.name = "Oncologie, site Nord; salle \\ 2 🩺"
+    team.save()
+    patient = PatientFactory(care_team=team, first_name="Marie-Hélène, dite « Lénou »", last_name="D'Artagnan; Évêque")
+    item = make_item(patient)
+    appt = appointment_book(plan_item=item, starts_at=at("2026-12-10", 10), nurse=nurse, by=nurse)
+    reason = "Patiente hospitalisée, retour prévu; voir C:\\dossiers\nappeler la fille 📞 — réévaluation dénosumab"
+    Appointment.objects.filter(pk=appt.pk).update(out_of_window_reason=reason)
+    feed, _ = feed_create(kind="care_team", care_team=team, by=nurse, precise_titles=True)
+    body = render(feed)
+    summary = "Injection — dénosumab 60 mg — Marie-Hélène, dite « Lénou » D'ARTAGNAN; ÉVÊQUE"
+    description = f"Réservé hors fenêtre : {reason}"
+    event = events_by_uid(body)[appt_uid(appt)]
+    assert (str(event["SUMMARY"]), str(event["DESCRIPTION"])) == (summary, description)
+    read = read_with_vobject(body)[appt_uid(appt)]
+    assert (read.summary.value, read.description.value) == (summary, description)
+    assert vobject.readOne(body.decode()).contents["x-wr-calname"][0].value == f"Carnet — {team.name}"
+    for line in body.split(b"\r\n"):
+        assert len(line) <= 75
+        line.decode("utf-8")  # folds fall between characters
+    assert b"\r\n " in body  # the long lines were folded
