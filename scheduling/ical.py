@@ -183,22 +183,31 @@ def _staff_title(
 # --- the feed's owner -----------------------------------------------------------------------
 
 
-def _feed_zone(feed: CalendarFeed) -> ZoneInfo:
-    if feed.kind == CalendarFeed.Kind.PATIENT:
-        assert feed.patient is not None
-        return ZoneInfo(feed.patient.timezone)
-    if feed.kind == CalendarFeed.Kind.CARE_TEAM:
+@dataclass(frozen=True)
+class FeedOwner:
+    """What rendering a feed needs of it and its owner: from the model (``of``) or from the 304 query."""
+
+    kind: str
+    precise_titles: bool
+    owner_id: int  # the patient, the subscribing nurse, or the care team
+    language: str
+    zone: str
+    team_name: str = ""
+
+    @classmethod
+    def of(cls, feed: CalendarFeed) -> FeedOwner:
+        """From a feed with its owner rows (``feeds.feed_lookup``)."""
+        if feed.kind == CalendarFeed.Kind.PATIENT:
+            assert feed.patient is not None
+            patient = feed.patient
+            return cls(feed.kind, feed.precise_titles, patient.pk, language_of(patient.language), patient.timezone)
+        assert feed.user is not None
+        language = language_of(feed.user.language)
+        if feed.kind == CalendarFeed.Kind.NURSE:
+            return cls(feed.kind, feed.precise_titles, feed.user.pk, language, settings.TIME_ZONE)
         assert feed.care_team is not None
-        return ZoneInfo(feed.care_team.timezone)
-    return ZoneInfo(settings.TIME_ZONE)
-
-
-def _feed_language(feed: CalendarFeed) -> str:
-    if feed.kind == CalendarFeed.Kind.PATIENT:
-        assert feed.patient is not None
-        return language_of(feed.patient.language)
-    assert feed.user is not None
-    return language_of(feed.user.language)
+        team = feed.care_team
+        return cls(feed.kind, feed.precise_titles, team.pk, language, team.timezone, team_name=team.name)
 
 
 # --- reading the rows (a fixed number of queries) -------------------------------------------
@@ -526,12 +535,10 @@ def calendar(name: str, events: Iterable[CalendarEvent]) -> bytes:
 # --- the three feeds ------------------------------------------------------------------------
 
 
-def _patient_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
-    patient = feed.patient
-    assert patient is not None
-    style = _Style(lang=language_of(patient.language), precise=feed.precise_titles, for_patient=True)
-    items = _item_rows(_items_shown(PlanItem.objects.filter(patient_id=patient.pk), span))
-    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(patient_id=patient.pk), span))
+def _patient_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
+    style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=True)
+    items = _item_rows(_items_shown(PlanItem.objects.filter(patient_id=owner.owner_id), span))
+    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(patient_id=owner.owner_id), span))
     # An item with a live (booked or done) appointment shows as that appointment, timed.
     covered = {a.plan_item_id for a in appointments if a.status != Appointment.Status.CANCELLED}
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
@@ -539,42 +546,38 @@ def _patient_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
     return calendar(WORDS[style.lang]["patient_calendar"], events)
 
 
-def _nurse_feed(feed: CalendarFeed, span: _Span) -> bytes:
-    user = feed.user
-    assert user is not None
-    style = _Style(lang=language_of(user.language), precise=feed.precise_titles, for_patient=False)
-    teams = StaffMembership.objects.filter(user_id=user.pk).values("care_team_id")
+def _nurse_feed(owner: FeedOwner, span: _Span) -> bytes:
+    style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=False)
+    teams = StaffMembership.objects.filter(user_id=owner.owner_id).values("care_team_id")
     appointments = _appointment_rows(
-        _appointments_shown(Appointment.objects.filter(nurse_id=user.pk, care_team_id__in=Subquery(teams)), span)
+        _appointments_shown(Appointment.objects.filter(nurse_id=owner.owner_id, care_team_id__in=Subquery(teams)), span)
     )
     events = [_appointment_event(a, ZoneInfo(a.team_timezone), style, span.today) for a in appointments]
     return calendar(WORDS[style.lang]["nurse_calendar"], events)
 
 
-def _team_feed(feed: CalendarFeed, span: _Span, zone: ZoneInfo) -> bytes:
-    team = feed.care_team
-    user = feed.user
-    assert team is not None and user is not None
-    style = _Style(lang=language_of(user.language), precise=feed.precise_titles, for_patient=False)
-    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(care_team_id=team.pk), span))
+def _team_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
+    style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=False)
+    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(care_team_id=owner.owner_id), span))
     booked = Appointment.objects.filter(plan_item_id=OuterRef("pk"), status=Appointment.Status.BOOKED)
     unbooked = _item_rows(
-        PlanItem.objects.filter(patient__care_team_id=team.pk)
+        PlanItem.objects.filter(patient__care_team_id=owner.owner_id)
         .filter(status__in=[s for s in OPEN_STATUSES if s != ItemStatus.SCHEDULED])
         .filter(~Exists(booked))
     )
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
     events += [_item_event(i, style, span.today) for i in unbooked]
-    return calendar(WORDS[style.lang]["team_calendar"].format(team=team.name), events)
+    return calendar(WORDS[style.lang]["team_calendar"].format(team=owner.team_name), events)
 
 
-def feed_render(feed: CalendarFeed, *, now: datetime | None = None) -> bytes:
-    """The feed's iCalendar bytes; ``feed`` comes with its owner rows (``feeds.feed_lookup``)."""
-    zone = _feed_zone(feed)
+def feed_render(feed: CalendarFeed | FeedOwner, *, now: datetime | None = None) -> bytes:
+    """The feed's iCalendar bytes: ``feed`` with its owner rows (``feeds.feed_lookup``), or its ``FeedOwner``."""
+    owner = feed if isinstance(feed, FeedOwner) else FeedOwner.of(feed)
+    zone = ZoneInfo(owner.zone)
     today = timezone.localtime(now or timezone.now(), zone).date()
     span = _span(today, zone)
-    if feed.kind == CalendarFeed.Kind.PATIENT:
-        return _patient_feed(feed, span, zone)
-    if feed.kind == CalendarFeed.Kind.NURSE:
-        return _nurse_feed(feed, span)
-    return _team_feed(feed, span, zone)
+    if owner.kind == CalendarFeed.Kind.PATIENT:
+        return _patient_feed(owner, span, zone)
+    if owner.kind == CalendarFeed.Kind.NURSE:
+        return _nurse_feed(owner, span)
+    return _team_feed(owner, span, zone)

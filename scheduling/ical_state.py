@@ -67,7 +67,7 @@ _PARTS: dict[CalendarFeed.Kind, tuple[str, ...]] = {
 # The token lookup, with a patient feed's state in the same row (for a staff feed, whose
 # patient_id is NULL, those two subqueries find nothing at once).
 _LOOKUP_SQL = (
-    "SELECT f.id, f.kind, f.token_hash, f.precise_titles, f.updated_at, f.user_id, f.care_team_id,"
+    "SELECT f.id, f.kind, f.token_hash, f.precise_titles, f.updated_at, f.patient_id, f.user_id, f.care_team_id,"
     " p.updated_at, p.language, p.timezone, u.language, u.is_active, u.role, t.name, t.timezone, sm.id,"
     " ({patient_items}), ({patient_appointments})"
     " FROM {feed} f"
@@ -116,6 +116,7 @@ class FeedState:
     """A live feed behind a token, with its ETag and Last-Modified; no model instance is built."""
 
     feed_id: int
+    owner: ical.FeedOwner  # what rendering needs, so a changed feed renders without loading the models
     etag: str
     last_modified: datetime
 
@@ -139,6 +140,7 @@ def feed_state(*, digest: str, now: datetime | None = None) -> FeedState | None:
         _hash,
         precise_titles,
         feed_updated,
+        patient_id,
         user_id,
         team_id,
         patient_updated,
@@ -153,17 +155,25 @@ def feed_state(*, digest: str, now: datetime | None = None) -> FeedState | None:
         *parts,
     ) = row
     if kind == CalendarFeed.Kind.PATIENT:
-        zone_name, language = patient_zone, patient_language
+        owner_id, zone_name, language = patient_id, patient_zone, patient_language
     elif kind == CalendarFeed.Kind.NURSE:
         if not (user_active and user_role in STAFF_ROLES):
             return None
-        zone_name, language = settings.TIME_ZONE, user_language
+        owner_id, zone_name, language = user_id, settings.TIME_ZONE, user_language
         parts = _staff_parts(kind, user_id)
     else:
         if not (user_active and membership_id is not None):
             return None
-        zone_name, language = team_zone, user_language
+        owner_id, zone_name, language = team_id, team_zone, user_language
         parts = _staff_parts(kind, team_id)
+    owner = ical.FeedOwner(
+        kind=str(kind),
+        precise_titles=bool(precise_titles),
+        owner_id=int(owner_id),
+        language=ical.language_of(language),
+        zone=str(zone_name),
+        team_name=str(team_name or "") if kind == CalendarFeed.Kind.CARE_TEAM else "",
+    )
     zone = ZoneInfo(zone_name)
     today = timezone.localtime(now or timezone.now(), zone).date()
     counted = [str(part).split("|", 1) for part in parts]  # "count|latest change"
@@ -173,21 +183,18 @@ def feed_state(*, digest: str, now: datetime | None = None) -> FeedState | None:
     fingerprint = "|".join(
         [
             ical.RENDER_VERSION,
-            str(kind),
             str(feed_id),
-            str(bool(precise_titles)),
-            ical.language_of(language),
-            zone_name,
+            repr(owner),  # kind, owner, precise titles, language, zone, the team feed's calendar name
             today.isoformat(),
             str(ical.history_days()),
             str(ical.notify_hour()),
-            team_name or "",  # the team feed's calendar name
             *["" if s is None else s.isoformat() for s in stamps],
             *[count for count, _latest in counted],
         ]
     )
     return FeedState(
         feed_id=int(feed_id),
+        owner=owner,
         etag=hashlib.sha256(fingerprint.encode()).hexdigest()[:32],
         last_modified=last_modified,
     )
