@@ -1,13 +1,25 @@
-"""Email through Django's SMTP backend: HTML and text, the row key as ``Message-ID``."""
+"""Email through Django's SMTP backend: HTML and text, the row key as ``Message-ID``.
+
+One SMTP session per batch. With Django's SMTP backend a text + HTML message is written by
+``mime_bytes`` (the bytes Django would write, without its per-header cost) and goes straight to
+the open session; any other backend, or any other message, takes Django's own path.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import re
 import smtplib
+import uuid
+from email.policy import compat32
+from email.utils import formatdate
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import forbid_multi_line_headers, sanitize_address
 
 from .base import Envelope, Transport, TransportError
 
@@ -17,6 +29,7 @@ class EmailTransport(Transport):
 
     def __init__(self) -> None:
         self.connection: Any = None
+        self.sender: str | None = None  # DEFAULT_FROM_EMAIL, sanitised once per batch
 
     def open(self) -> None:
         """One SMTP session for the whole batch; if the server is down, each send says so."""
@@ -51,7 +64,7 @@ class EmailTransport(Transport):
         if message.html:
             email.attach_alternative(message.html, "text/html")
         try:
-            sent = email.send()
+            sent = self._sendmail(email, message)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _msg in exc.recipients.values()]
             self._reset()
@@ -67,3 +80,94 @@ class EmailTransport(Transport):
         if sent != 1:
             raise TransportError("SMTP backend accepted nothing")
         return message_id
+
+    def _sendmail(self, email: EmailMultiAlternatives, message: Envelope) -> int:
+        """What ``EmailBackend._send`` does, on the open session; any other backend sends as usual."""
+        backend = self.connection
+        raw = None
+        if isinstance(backend, SmtpBackend) and backend.connection is not None and email.recipients():
+            raw = mime_bytes(email)
+        if raw is None:
+            return int(email.send())  # connects (and raises) like Django; locmem and console in tests
+        if self.sender is None:
+            self.sender = sanitize_address(email.from_email, "utf-8")
+        to = message.to if PLAIN_ADDRESS.fullmatch(message.to) else sanitize_address(message.to, "utf-8")
+        backend.connection.sendmail(self.sender, [to], raw)
+        return 1
+
+
+# --- the message's bytes ----------------------------------------------------------------------
+
+NEWLINE = re.compile(r"\r\n|\r|\n")
+# An ASCII address that ``sanitize_address`` would give back unchanged (its parse costs 0.1 ms).
+PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+PLAIN_HEADER = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII, single spaces
+LINE_LIMIT = 998  # RFC 5322; Django switches a body with a longer line to quoted-printable
+FOLD = compat32.clone(linesep="\r\n")  # the policy Django's messages are written with
+PART = 'Content-Type: text/{}; charset="utf-8"\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: {}\r\n\r\n'
+
+
+def _line(name: str, value: str) -> str:
+    """``name: value`` as Django writes it: its header checks, then the standard library's folding."""
+    name, value = forbid_multi_line_headers(name, value, "utf-8")
+    if len(name) + 2 + len(value) <= 78 and PLAIN_HEADER.fullmatch(value):
+        return f"{name}: {value}\r\n"  # what folding gives a short plain value, without its cost
+    return str(FOLD.fold(name, value))
+
+
+@functools.lru_cache(maxsize=256)
+def _constant_line(name: str, value: str) -> str:
+    return _line(name, value)  # the subject and the sender repeat: encode them once
+
+
+def _body(text: str) -> str | None:
+    if any(len(line.encode()) > LINE_LIMIT for line in NEWLINE.split(text)):
+        return None
+    return NEWLINE.sub("\r\n", text)
+
+
+def mime_bytes(email: EmailMultiAlternatives) -> bytes | None:
+    """``email.message().as_bytes(linesep="\\r\\n")``, for a text + HTML message, at a fraction of the cost.
+
+    The same headers in the same order, the same parts (UTF-8, 7 or 8 bit), a fresh boundary and Date:
+    tests/notifications/test_transports.py compares both byte for byte. Django builds every
+    header through ``email.header.Header`` twice (about 1 ms a message, half of what delivering
+    it costs this process); here a short plain header is written as is and the subject and the
+    sender, which repeat, are encoded once. ``None`` outside that case (another charset,
+    attachments, a line over 998 bytes …): the caller then lets Django build it.
+    """
+    if (
+        (email.encoding or settings.DEFAULT_CHARSET).lower() != "utf-8"
+        or email.content_subtype != "plain"
+        or email.attachments
+        or email.cc
+        or email.bcc
+        or email.reply_to
+        or len(email.alternatives) != 1
+        or email.alternatives[0][1] != "text/html"
+        or {k.lower() for k in email.extra_headers} & {"from", "to", "date", "subject", "content-type", "mime-version"}
+    ):
+        return None
+    text, html = _body(str(email.body)), _body(str(email.alternatives[0][0]))
+    boundary = f"==============={uuid.uuid4().hex}=="
+    if text is None or html is None or boundary in text or boundary in html:
+        return None
+    lines = [
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
+        "MIME-Version: 1.0\r\n",
+        _constant_line("Subject", email.subject),
+        _constant_line("From", email.from_email),
+        _line("To", ", ".join(email.to)),
+        _line("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)),
+        *(_line(name, str(value)) for name, value in email.extra_headers.items()),
+        f"\r\n--{boundary}\r\n",
+        PART.format("plain", "7bit" if text.isascii() else "8bit"),
+        text,
+        f"\r\n--{boundary}\r\n",
+        PART.format("html", "7bit" if html.isascii() else "8bit"),
+        html,
+        f"\r\n--{boundary}--\r\n",
+    ]
+    return "".join(lines).encode()

@@ -1,0 +1,182 @@
+"""The delivery hot path's shortcuts give what the slow paths gave (bench/bench_delivery.py measures them)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from typing import Any
+
+import pytest
+import time_machine
+from django.core.mail import EmailMultiAlternatives
+from django.db import connection
+from django.template.loader import render_to_string
+
+from notifications import delivery, rendering, services
+from notifications.models import OutboxState
+from notifications.transports import Envelope, transport_for
+from notifications.transports import webpush as webpush_transport
+from notifications.transports.email import mime_bytes
+
+from .conftest import paris
+
+KEY = "ab" * 32
+TEMPLATES = ("reminder", "overdue", "staff_alert", "digest", "undeliverable")
+
+
+def _email(subject: str, text: str, html: str, *, to: str = "jeanne@example.org", **kw: Any) -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=kw.pop("from_email", "Carnet <no-reply@carnet.localhost>"),
+        to=[to],
+        headers={"Message-ID": f"<{KEY}@carnet.localhost>", "X-Carnet-Key": KEY, "Auto-Submitted": "auto-generated"},
+        **kw,
+    )
+    message.attach_alternative(html, "text/html")
+    return message
+
+
+def _as_django_writes_it(message: EmailMultiAlternatives, fast: bytes) -> bytes:
+    """Django's own bytes for ``message``, with the boundary and Date ``fast`` drew."""
+    boundary = re.search(rb'boundary="([^"]+)"', fast)
+    date = re.search(rb"\r\nDate: ([^\r]+)\r\n", fast)
+    assert boundary and date
+    mime = message.message()
+    mime.set_boundary(boundary.group(1).decode())
+    mime.replace_header("Date", date.group(1).decode())
+    return bytes(mime.as_bytes(linesep="\r\n"))  # type: ignore[call-arg]  # Django's SafeMIME* take linesep
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_mime_bytes_are_djangos_byte_for_byte_for_every_template(name: str, language: str) -> None:
+    context = {"first_name": "Zoé", "url": "https://carnet.test/app/", "offset_days": -2, "days_before": 2}
+    context.update({"count": 7, "critical": 1, "reason": "max_attempts", "day": "2026-02-10", "repeat": 0})
+    message = _email(
+        rendering.SUBJECTS[name][language],
+        render_to_string(f"notifications/email/{name}.{language}.txt", context),
+        render_to_string(f"notifications/email/{name}.{language}.html", context),
+    )
+    fast = mime_bytes(message)
+    assert fast is not None
+    assert fast == _as_django_writes_it(message, fast)
+
+
+@pytest.mark.parametrize(
+    ("subject", "text", "to", "from_email"),
+    [
+        ("Carnet : un sujet bien plus long que les nôtres, pour que l'en-tête soit plié en deux", "t", "a@b.org", None),
+        ("ASCII subject", "line\r\nwith CRLF\rand CR\n.dot first\n", "a@b.org", None),
+        ("x", "t", "Jean Dupont <jean.dupont@example.org>", None),
+        ("x", "t", "zoé@exämple.org", None),
+        ("x", "t", "a@b.org", "Carnet Santé <no-reply@carnet.localhost>"),
+    ],
+)
+def test_mime_bytes_match_django_on_awkward_headers_and_line_endings(
+    subject: str, text: str, to: str, from_email: str | None
+) -> None:
+    extra = {"from_email": from_email} if from_email else {}
+    message = _email(subject, text, "<p>é</p>\n", to=to, **extra)
+    fast = mime_bytes(message)
+    assert fast is not None
+    assert fast == _as_django_writes_it(message, fast)
+
+
+def test_mime_bytes_leave_the_unusual_to_django() -> None:
+    assert mime_bytes(_email("x", "a" * 999, "<p>h</p>")) is None  # a line Django would quote-print
+    assert mime_bytes(_email("x", "t", "<p>h</p>", cc=["c@example.org"])) is None
+    plain = EmailMultiAlternatives(subject="x", body="t", from_email="a@b.org", to=["c@d.org"])
+    assert mime_bytes(plain) is None  # no HTML part
+    with_file = _email("x", "t", "<p>h</p>")
+    with_file.attach("a.txt", "content", "text/plain")
+    assert mime_bytes(with_file) is None
+
+
+def test_email_transport_sends_what_a_reader_decodes(use_smtp: Any) -> None:
+    transport = transport_for("email")
+    transport.open()
+    text, html = "Bonjour Zoé,\n\nUne étape est prévue.\n", "<p>Bonjour Zoé</p>\n"
+    for n in range(3):  # one session for the batch
+        transport.send(
+            Envelope(
+                key=f"{n}{KEY[1:]}",
+                channel="email",
+                to=f"p{n}@example.org",
+                language="fr",
+                subject="Carnet : une étape de soin est prévue",
+                text=text,
+                html=html,
+            )
+        )
+    transport.close()
+    assert use_smtp.count == 3
+    got = email.message_from_bytes(use_smtp.messages[2]["raw"], policy=email.policy.default)
+    assert got["Subject"] == "Carnet : une étape de soin est prévue"
+    assert got["To"] == "p2@example.org" and use_smtp.messages[2]["to"] == ["p2@example.org"]
+    assert got["Message-ID"].strip() == f"<2{KEY[1:]}@carnet.localhost>"  # folded, as Django folds it
+    assert got.get_body(("plain",)).get_content().replace("\r\n", "\n") == text  # type: ignore[union-attr]
+    assert got.get_body(("html",)).get_content().replace("\r\n", "\n") == html  # type: ignore[union-attr]
+
+
+def test_vapid_header_is_signed_once_per_push_service(use_push: Any) -> None:
+    webpush_transport._vapid_cache.clear()
+    first = webpush_transport.vapid_headers(use_push.origin)
+    assert webpush_transport.vapid_headers(use_push.origin) is first
+    assert webpush_transport.vapid_headers("https://push.example.net") != first
+    sub = use_push.subscribe()
+    transport = transport_for("webpush")
+    transport.open()
+    for n in range(2):
+        transport.send(
+            Envelope(
+                key=f"{n}{KEY[1:]}",
+                channel="webpush",
+                to=sub.endpoint,
+                language="fr",
+                push_title="Carnet",
+                push_body="b",
+                p256dh=sub.p256dh,
+                auth=sub.auth,
+            )
+        )
+    transport.close()
+    assert use_push.count == 2 and not use_push.rejected  # the endpoint checked the reused token twice
+    assert len(webpush_transport._vapid_cache) == 2
+
+
+def test_push_service_unavailable_is_transient(use_push: Any) -> None:
+    from notifications.transports import TransportError
+
+    use_push.unavailable = True
+    sub = use_push.subscribe()
+    with pytest.raises(TransportError) as exc:
+        transport_for("webpush").send(
+            Envelope(key=KEY, channel="webpush", to=sub.endpoint, language="fr", p256dh=sub.p256dh, auth=sub.auth)
+        )
+    assert not exc.value.permanent and exc.value.retry_after is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_outcome_commits_without_waiting_for_the_flush_and_leaves_the_session_alone(
+    make_patient: Any, make_item: Any
+) -> None:
+    patient = make_patient(consent_push=False)
+    with time_machine.travel(paris("2026-01-15"), tick=False):
+        make_item(patient, due="2026-02-10", kind="calcium_check")
+        services.outbox_sync(patients=[patient])
+    with connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit TO on")
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+        assert rows and delivery._async_commit()  # autocommit: each outcome is its own transaction
+        assert delivery._finish(rows[0], token, state=OutboxState.SENT, provider_id="p", attempts=1) is True
+        assert delivery._finish(rows[0], token, state=OutboxState.PENDING) is False  # no longer ours
+        assert delivery._finish(rows[1], "not-our-claim", state=OutboxState.SENT) is False
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # SET LOCAL: only the mark's own transaction
+    rows[0].refresh_from_db()
+    assert (rows[0].state, rows[0].provider_id, rows[0].attempts, rows[0].claimed_until) == ("sent", "p", 1, None)
