@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from bench import bench_api, bench_escalation, bench_ical, bench_replan, bench_sweep, load
+from bench import bench_api, bench_delivery, bench_escalation, bench_ical, bench_replan, bench_sweep, load
 from bench.common import Figure, markdown_table, report
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -69,6 +69,10 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
     assert sweep[0].extra["handed_over"] and all(n == 50 for n in sweep[0].extra["handed_over"])
     assert 0 < sweep[1].median < 10_000  # peak RSS in MiB
     figures += sweep
+    delivery = bench_delivery.run(email=20, push=10, runs=1)  # raises unless the servers got each message once
+    assert [f.extra["messages"] for f in delivery] == [20, 10]
+    assert all(c["email"] == 20 and c["push"] == 10 for c in delivery[0].extra["checks"])
+    figures += delivery
     if shutil.which("wrk"):
         api = bench_api.run(seconds=1, runs=1, connections=4, workers=1)
         for figure in api:
