@@ -20,7 +20,8 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import BaseCache, cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -219,22 +220,54 @@ def _client_ip(request: HttpRequest) -> str:
     return str(request.META.get("REMOTE_ADDR") or "")
 
 
-def _retry_after(scope: str, ident: str) -> int | None:
-    """Count one request in a fixed window; seconds to wait when over the limit, else None."""
+def _redis_client(backend: BaseCache) -> Any | None:
+    """The redis-py client behind Django's Redis cache; None for any other cache."""
+    if not isinstance(backend, RedisCache):
+        return None
+    client = getattr(backend, "_cache", None)  # Django's RedisCacheClient (not public API: checked)
+    get_client = getattr(client, "get_client", None)
+    return get_client(write=True) if callable(get_client) else None
+
+
+def _count_requests(keys: list[str], *, timeout: int) -> list[int]:
+    """Count one request under each key (a counter living ``timeout`` s); each key's count.
+
+    On Redis, one round trip for all the keys (``SET NX EX`` then ``INCR`` per key, pipelined),
+    where ``add`` then ``incr`` cost three per key; any other cache: add, or else increment.
+    """
+    backend = caches["default"]
+    client = _redis_client(backend)
+    if client is not None:
+        pipeline = client.pipeline(transaction=False)
+        for key in keys:
+            stored = backend.make_and_validate_key(key)
+            pipeline.set(stored, 0, ex=timeout, nx=True)  # Django's Redis cache stores ints as such
+            pipeline.incr(stored)
+        return [int(count) for count in pipeline.execute()[1::2]]
+    counts = []
+    for key in keys:
+        if backend.add(key, 1, timeout=timeout):
+            counts.append(1)
+            continue
+        try:
+            counts.append(int(backend.incr(key)))
+        except ValueError:  # expired between add and incr
+            backend.set(key, 1, timeout=timeout)
+            counts.append(1)
+    return counts
+
+
+def _retry_after(request: HttpRequest, digest: str) -> int | None:
+    """Count the request per client IP and per token in a fixed window; seconds to wait when over."""
     limit = int(getattr(settings, "CARNET_ICAL_RATE_LIMIT", 60))
     period = int(getattr(settings, "CARNET_ICAL_RATE_PERIOD", 60))
     now = time.time()
     window = int(now // period)
-    key = f"ical-rate:{scope}:{hashlib.sha256(ident.encode()).hexdigest()[:24]}:{window}"
-    if cache.add(key, 1, timeout=period * 2):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=period * 2)
-            count = 1
-    if count <= limit:
+    keys = [
+        f"ical-rate:{scope}:{hashlib.sha256(ident.encode()).hexdigest()[:24]}:{window}"
+        for scope, ident in (("ip", _client_ip(request)), ("token", digest))
+    ]
+    if all(count <= limit for count in _count_requests(keys, timeout=period * 2)):
         return None
     return max(1, math.ceil((window + 1) * period - now))
 
@@ -263,12 +296,11 @@ def _problem(status: int, title: str, detail: str, code: str) -> JsonResponse:
 def ical_feed(request: HttpRequest, token: str) -> HttpResponseBase:
     """``GET /ical/<token>.ics``: the feed, 304 when unchanged, 404 for any unknown or revoked token."""
     digest = token_hash(token)
-    for scope, ident in (("ip", _client_ip(request)), ("token", digest)):
-        wait = _retry_after(scope, ident)
-        if wait is not None:
-            response = _problem(429, "Too many requests", "Too many requests for this calendar feed.", "throttled")
-            response["Retry-After"] = str(wait)
-            return response
+    wait = _retry_after(request, digest)
+    if wait is not None:
+        response = _problem(429, "Too many requests", "Too many requests for this calendar feed.", "throttled")
+        response["Retry-After"] = str(wait)
+        return response
     now = timezone.now()
     # One query: the live feed behind the token and its ETag; the 304 path stops here.
     state = ical_state.feed_state(digest=digest, now=now)

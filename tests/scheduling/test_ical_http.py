@@ -384,6 +384,52 @@ def test_limit_resets_after_the_window(client: Client, token: str, settings: Any
         assert client.get(url(token)).status_code == 200
 
 
+@pytest.mark.redis
+def test_rate_limit_on_redis_counts_in_one_round_trip(
+    client: Client, token: str, settings: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the shared Redis cache (production), both counters cost one pipelined round trip."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": "test-ical-rate",
+        }
+    }
+    from django.core.cache import caches
+
+    caches["default"].clear()
+    settings.CARNET_ICAL_RATE_LIMIT = 3
+    client_class = type(feeds._redis_client(caches["default"]))
+    executed: list[int] = []
+    real_pipeline = client_class.pipeline
+
+    def counting_pipeline(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pipeline = real_pipeline(self, *args, **kwargs)
+        real_execute = pipeline.execute
+
+        def execute(*a: Any, **k: Any) -> Any:
+            executed.append(len(pipeline.command_stack))
+            return real_execute(*a, **k)
+
+        pipeline.execute = execute
+        return pipeline
+
+    monkeypatch.setattr(client_class, "pipeline", counting_pipeline)
+    with time_machine.travel(at("2026-11-20", 10), tick=False):
+        for n in range(3):
+            assert client.get(url(token), REMOTE_ADDR=f"10.0.0.{n}").status_code == 200
+        assert client.get(url(token), REMOTE_ADDR="10.0.0.99").status_code == 429
+        assert client.get(url("guess"), REMOTE_ADDR="10.0.0.0").status_code == 404  # its own IP count: 2
+        redis = feeds._redis_client(caches["default"])
+        counts = sorted(int(redis.get(key)) for key in redis.keys("*ical-rate:token:*"))
+        assert counts == [1, 4]  # the guess once; the feed's token four times (the refused one too)
+    assert executed == [4] * 5  # SET NX + INCR per counter, one round trip per request
+    with time_machine.travel(at("2026-11-20", 10).replace(minute=1), tick=False):
+        assert client.get(url(token), REMOTE_ADDR="10.0.0.99").status_code == 200  # a new window
+    caches["default"].clear()
+
+
 def test_trusted_proxy_address_is_the_client(client: Client, token: str, settings: Any) -> None:
     settings.CARNET_ICAL_RATE_LIMIT = 2
     settings.CARNET_TRUSTED_PROXIES = 1
