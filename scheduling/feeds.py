@@ -2,18 +2,17 @@
 
 A token is ``secrets.token_urlsafe(32)`` (256 random bits) shown once; only its SHA-256 is
 stored. Looking a token up costs the same whether it exists or not: the presented token is
-always hashed, always looked up by hash (one indexed query), and always compared with
-``hmac.compare_digest`` (against a dummy hash when nothing matched). Requests are counted per
-client IP and per token in the Django cache before any database work, so guessing is throttled
-before it touches the database. A rendered feed is cached under its ETag: clients poll hourly,
-and the feed is rendered again only when what it shows has changed. The token lookup and the
-ETag are one query (``ical_state.feed_state``), so an unchanged feed costs one query.
+always hashed, always looked up by hash (``ical_state.feed_state``: one indexed query that also
+reads the feed's ETag state), and always compared with ``hmac.compare_digest`` (against a dummy
+hash when nothing matched). Requests are counted per client IP and per token in the Django cache
+before any database work, so guessing is throttled before it touches the database. A rendered
+feed is cached under its ETag: clients poll hourly, an unchanged feed costs that one query, and
+the feed is rendered again only when what it shows has changed.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import math
 import secrets
 import time
@@ -24,7 +23,6 @@ from django.core.cache import BaseCache, cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -36,7 +34,6 @@ from django.views.decorators.http import require_http_methods
 from backend.errors import CarnetError, Conflict
 from patients.models import CareTeam, Patient, StaffMembership, User
 from scheduling import ical, ical_state
-from scheduling.ical_state import NO_FEED_HASH
 from scheduling.models_feeds import CalendarFeed
 
 TOKEN_BYTES = 32
@@ -175,36 +172,6 @@ def feed_update(*, feed: CalendarFeed, by: User, precise_titles: bool) -> Calend
         locked.precise_titles = precise_titles
         _save(locked, by=by, update_fields=["precise_titles", "updated_at"])
     return locked
-
-
-# --- lookup ---------------------------------------------------------------------------------
-
-
-def feed_lookup(*, digest: str) -> CalendarFeed | None:
-    """The live feed whose token hashes to ``digest``, with its owner rows; None otherwise.
-
-    Same work on a hit and on a miss: one indexed query and one constant-time comparison.
-    A staff subscription stops when its subscriber leaves the team or is deactivated.
-    """
-    subscriber_in_team = StaffMembership.objects.filter(
-        user_id=OuterRef("user_id"), care_team_id=OuterRef("care_team_id")
-    )
-    feed = (
-        CalendarFeed.objects.select_related("patient", "user", "care_team")
-        .filter(token_hash=digest, revoked_at__isnull=True)
-        .annotate(subscriber_in_team=Exists(subscriber_in_team))
-        .first()
-    )
-    matched = hmac.compare_digest(feed.token_hash if feed is not None else NO_FEED_HASH, digest)
-    if feed is None or not matched:
-        return None
-    if feed.kind == CalendarFeed.Kind.NURSE:
-        assert feed.user is not None
-        return feed if feed.user.is_active and feed.user.is_care_staff else None
-    if feed.kind == CalendarFeed.Kind.CARE_TEAM:
-        assert feed.user is not None
-        return feed if feed.user.is_active and feed.subscriber_in_team else None
-    return feed
 
 
 # --- rate limit -----------------------------------------------------------------------------

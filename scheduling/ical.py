@@ -196,7 +196,7 @@ class FeedOwner:
 
     @classmethod
     def of(cls, feed: CalendarFeed) -> FeedOwner:
-        """From a feed with its owner rows (``feeds.feed_lookup``)."""
+        """From a feed with its owner rows (``select_related("patient", "user", "care_team")``)."""
         if feed.kind == CalendarFeed.Kind.PATIENT:
             assert feed.patient is not None
             patient = feed.patient
@@ -571,7 +571,7 @@ def _team_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
 
 
 def feed_render(feed: CalendarFeed | FeedOwner, *, now: datetime | None = None) -> bytes:
-    """The feed's iCalendar bytes: ``feed`` with its owner rows (``feeds.feed_lookup``), or its ``FeedOwner``."""
+    """The feed's iCalendar bytes, from the feed with its owner rows or from its ``FeedOwner``."""
     owner = feed if isinstance(feed, FeedOwner) else FeedOwner.of(feed)
     zone = ZoneInfo(owner.zone)
     today = timezone.localtime(now or timezone.now(), zone).date()
