@@ -10,6 +10,7 @@ keep a patient's data, and the app must revalidate every time.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
@@ -20,6 +21,8 @@ from rest_framework.renderers import JSONRenderer
 
 CACHE_CONTROL = "private, no-cache"
 _renderer = JSONRenderer()
+# Plain data (str, int, bool, None, lists, dicts) as DRF's JSONRenderer writes it: UTF-8, compact.
+json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
 # For the schema of a conditional GET.
 IF_NONE_MATCH = OpenApiParameter(
@@ -61,7 +64,11 @@ def json_response(request: HttpRequest, data: Any, *, etag: str | None = None) -
 
     Without ``etag``, the ETag is a hash of the body.
     """
-    body = _renderer.render(data)
+    return json_bytes_response(request, _renderer.render(data), etag=etag)
+
+
+def json_bytes_response(request: HttpRequest, body: bytes, *, etag: str | None = None) -> HttpResponse:
+    """A JSON document already rendered (by the database, say), with an ETag; 304 if it matches."""
     etag = etag or body_etag(body)
     if etag_matches(request, etag):
         return not_modified(etag)

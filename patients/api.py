@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.api import IsCareStaff, IsPatient, Pagination, api_language, errors, id_parameter, user_of, uuid_or_404
-from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, json_response
+from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, json_bytes_response
 from backend.errors import CarnetError
 from idempotency.services import idempotent
 from notifications.api import DeviceSerializer, PreferencesSerializer, preferences_data, preferences_of
@@ -70,6 +70,7 @@ from patients.serializers import (
     VitaminDSelfReportSerializer,
     VoidSerializer,
     booklet_data,
+    booklet_json,
 )
 from scheduling.models import OPEN_STATUSES, Appointment, Escalation, ItemStatus, PlanItem
 from scheduling.models_feeds import CalendarFeed
@@ -205,7 +206,7 @@ class MeBookletView(APIView):
 
         Send the ``ETag`` back in ``If-None-Match``: 304 when nothing changed.
         """
-        return json_response(request, booklet_data(me(request)))
+        return json_bytes_response(request, booklet_json(me(request)))
 
 
 class MeVitaminDView(APIView):
@@ -504,7 +505,7 @@ class PatientBookletView(APIView):
     )
     def get(self, request: Request, id: str) -> HttpResponse:
         """A patient's booklet, voided entries included."""
-        return json_response(request, booklet_data(staff_patient(request, id)))
+        return json_bytes_response(request, booklet_json(staff_patient(request, id)))
 
 
 # --- staff: courses, doses, labs, dental events, co-medications ----------------------------------

@@ -10,10 +10,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
+from rest_framework.renderers import JSONRenderer
+from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
 from patients.models import (
@@ -505,19 +508,43 @@ class RowRenderer:
                 continue
             column = "__".join(str(field.source).split("."))
             self.columns.append(column)
-            if isinstance(field, serializers.UUIDField):
-                convert: Any = str
-            elif isinstance(field, self._AS_IS):
-                convert = None
-            else:
-                convert = field.to_representation
-            self.fields.append((name, column, convert))
+            self.fields.append((name, column, self._converter(field)))
+
+    @classmethod
+    def _converter(cls, field: serializers.Field) -> Any:  # type: ignore[type-arg]
+        """What ``field.to_representation`` does to a non-null column value, without its overhead."""
+        if isinstance(field, serializers.UUIDField):
+            return str
+        if isinstance(field, cls._AS_IS):
+            return None
+        if isinstance(field, serializers.DateTimeField):
+            if getattr(field, "format", api_settings.DATETIME_FORMAT) != ISO_8601:
+                return field.to_representation
+            return _INSTANT  # in the request's time zone: see render()
+        if isinstance(field, serializers.DateField):
+            if getattr(field, "format", api_settings.DATE_FORMAT) != ISO_8601:
+                return field.to_representation
+            return date.isoformat
+        coerce = getattr(field, "coerce_to_string", api_settings.COERCE_DECIMAL_TO_STRING)
+        if isinstance(field, serializers.DecimalField) and coerce and not field.localize:
+            if field.decimal_places is None or field.normalize_output:
+                return field.to_representation
+            step = Decimal(1).scaleb(-field.decimal_places)  # the column's scale: quantize changes nothing
+            return lambda value: format(value.quantize(step), "f")
+        return field.to_representation
 
     def render(self, rows: Any, **given: Any) -> list[dict[str, Any]]:
+        zone = timezone.get_current_timezone()  # DRF's DateTimeField renders instants in it
+
+        def instant(value: datetime) -> str:
+            text = value.astimezone(zone).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+        fields = [(name, column, instant if convert is _INSTANT else convert) for name, column, convert in self.fields]
         out = []
         for row in rows:
             item: dict[str, Any] = {}
-            for name, column, convert in self.fields:
+            for name, column, convert in fields:
                 if column is None:
                     item[name] = given[name] if convert is None else convert(row)
                     continue
@@ -525,6 +552,9 @@ class RowRenderer:
                 item[name] = value if value is None or convert is None else convert(value)
             out.append(item)
         return out
+
+
+_INSTANT = object()  # marks an ISO 8601 DateTimeField: converted in render(), in the current time zone
 
 
 def _voided(row: dict[str, Any]) -> bool:
@@ -549,10 +579,10 @@ _BOOKLET: dict[str, tuple[Any, RowRenderer]] = {  # model, renderer
 
 
 def booklet_data(patient: Patient) -> dict[str, Any]:
-    """The booklet of ``patient`` in five indexed queries, voided entries included.
+    """The booklet of ``patient`` in five indexed queries, voided entries included (any database).
 
-    Each list is in the model's order (newest first), ties broken by id so that the same booklet
-    always renders the same bytes (its ETag is a hash of them).
+    Each list is in the model's order (newest first), ties broken by id, so the same booklet
+    always renders the same bytes.
     """
     out: dict[str, Any] = {}
     patient_id = str(patient.public_id)
@@ -564,3 +594,79 @@ def booklet_data(patient: Patient) -> dict[str, Any]:
         )
         out[name] = renderer.render(rows, patient=patient_id)
     return out
+
+
+# --- the booklet rendered by PostgreSQL -------------------------------------------------------
+#
+# A ten-year booklet is a few hundred rows: rendering them in Python costs several milliseconds
+# per request, most of a worker's time. On PostgreSQL one statement builds the whole JSON
+# document, field for field as the serializers render it (the SQL is generated from their
+# fields; tests/api/test_plan_booklet_reads.py compares both), and Python only passes the bytes
+# on. Instants are written as Python's isoformat in the current time zone, as DRF renders them
+# (``carnet_isoformat``, patients/migrations/0002_sql_isoformat.py).
+
+
+_COMPUTED_SQL = {
+    "voided": "t.voided_at IS NOT NULL",
+    "active": "t.stop_date IS NULL AND t.voided_at IS NULL",  # TreatmentCourse.is_active
+    "patient": "p.public_id",
+}
+
+
+def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str:  # type: ignore[type-arg]
+    # Table and column names come from the models' metadata, never from input.
+    pairs: list[str] = []
+    joins: list[str] = []
+    for name, field in serializer_class().fields.items():
+        if name in _COMPUTED_SQL:
+            value = _COMPUTED_SQL[name]
+        else:
+            path = str(field.source).split(".")
+            relation = model._meta.get_field(path[0])
+            if len(path) == 2:  # a related row's public id
+                alias = f"r{len(joins)}"
+                joins.append(
+                    f" LEFT JOIN {relation.related_model._meta.db_table} {alias} ON {alias}.id = t.{relation.column}"
+                )
+                value = f"{alias}.{path[1]}"
+            else:
+                value = f"t.{relation.column}"
+            if isinstance(field, serializers.DateTimeField):  # patients/migrations/0002_sql_isoformat.py
+                value = f"carnet_isoformat({value}, p.zone)"
+            elif isinstance(field, serializers.DecimalField):
+                value = f"round({value}, {field.decimal_places})::text"
+        pairs.append(f"'{name}', {value}")
+    order = ", ".join(
+        f"t.{model._meta.get_field(key.lstrip('-')).column}{' DESC' if key.startswith('-') else ''}"
+        for key in model._meta.ordering
+    )
+    rows = f"json_agg(json_build_object({', '.join(pairs)}) ORDER BY {order}, t.id DESC)"
+    table = f"{model._meta.db_table} t{''.join(joins)}"
+    return f"(SELECT COALESCE({rows}, '[]'::json) FROM {table} WHERE t.patient_id = p.id)"  # noqa: S608
+
+
+_BOOKLET_SERIALIZERS = {
+    "courses": CourseSerializer,
+    "doses": DoseSerializer,
+    "labs": LabSerializer,
+    "dental_events": DentalEventSerializer,
+    "comedications": ComedicationSerializer,
+}
+_LISTS_SQL = ", ".join(
+    f"'{name}', {_list_sql(_BOOKLET[name][0], serializer)}" for name, serializer in _BOOKLET_SERIALIZERS.items()
+)
+BOOKLET_SQL = (
+    f"SELECT json_build_object({_LISTS_SQL})::text"  # noqa: S608  # the models' metadata only
+    " FROM (SELECT id, public_id, %(zone)s::text AS zone FROM patients_patient WHERE id = %(patient_id)s) p"
+)
+
+
+def booklet_json(patient: Patient) -> bytes:
+    """The booklet of ``patient`` as JSON: one statement on PostgreSQL, ``booklet_data`` elsewhere."""
+    if connection.vendor != "postgresql":
+        return JSONRenderer().render(booklet_data(patient))
+    zone = timezone.get_current_timezone()
+    params = {"patient_id": patient.pk, "zone": getattr(zone, "key", str(zone))}
+    with connection.cursor() as cursor:
+        cursor.execute(BOOKLET_SQL, params)
+        return str(cursor.fetchone()[0]).encode()

@@ -35,7 +35,14 @@ from backend.api import (
     user_of,
     uuid_or_404,
 )
-from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, etag_matches, json_response, not_modified
+from backend.conditional import (
+    IF_NONE_MATCH,
+    NOT_MODIFIED,
+    etag_matches,
+    json_bytes_response,
+    json_text,
+    not_modified,
+)
 from backend.errors import CarnetError, NotFound
 from idempotency.services import idempotent
 from patients.api import scoped_patients, scoped_records, staff_patient
@@ -45,7 +52,7 @@ from scheduling import feeds
 from scheduling import services as plan_services
 from scheduling.models import Appointment, Escalation, PlanItem, PlanState
 from scheduling.models_feeds import CalendarFeed
-from scheduling.plan_state import flag_out, open_items, plan_state_of
+from scheduling.plan_state import flag_out, open_items, open_items_json, plan_state_of
 from scheduling.rules import preview
 from scheduling.rules.errors import RuleInputError
 from scheduling.serializers import (
@@ -127,24 +134,37 @@ class PlanPreviewView(APIView):
 PLAN_FORMAT = "1"
 
 
+def plan_flags(patient: Patient, *, lang: str, state: PlanState | None) -> list[dict[str, Any]]:
+    """The patient-level flags of the stored plan, explained in ``lang``.
+
+    A patient not re-planned since the plan state existed gets them from the rules once more.
+    """
+    if state is not None:
+        return [flag_out(f, lang) for f in state.flags if isinstance(f, dict)]
+    plan = plan_services.plan_compute(patient)
+    return [flag_out(plan_services.flag_json(f), lang) for f in plan.flags if f.subject is None]
+
+
 def plan_data(patient: Patient, *, lang: str, state: PlanState | None) -> dict[str, Any]:
     """Open items from the stored plan, patient-level flags from its state, explained in ``lang``.
 
     No rules run: the stored plan is kept current by every fact service and the nightly pass
-    (statuses are those of the last re-plan, see ``scheduling.plan_state``). A patient not
-    re-planned since the plan state existed gets their flags from the rules once more.
+    (statuses are those of the last re-plan, see ``scheduling.plan_state``).
     """
-    if state is not None:
-        flags = [flag_out(f, lang) for f in state.flags if isinstance(f, dict)]
-    else:
-        plan = plan_services.plan_compute(patient)
-        flags = [flag_out(plan_services.flag_json(f), lang) for f in plan.flags if f.subject is None]
     return {
         "today": plan_services.patient_today(patient).isoformat(),
         "language": lang,
         "items": open_items(patient.pk, lang=lang),
-        "flags": flags,
+        "flags": plan_flags(patient, lang=lang, state=state),
     }
+
+
+def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
+    """``plan_data`` as JSON, the items rendered by the database where it can (``open_items_json``)."""
+    envelope = json_text({"today": plan_services.patient_today(patient).isoformat(), "language": lang})
+    items = open_items_json(patient.pk, lang=lang)
+    flags = json_text(plan_flags(patient, lang=lang, state=state))
+    return f'{envelope[:-1]},"items":{items},"flags":{flags}}}'.encode()
 
 
 def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
@@ -156,7 +176,7 @@ def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpRespo
         etag = f'W/"plan-{state.revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
         if etag_matches(request, etag):
             return not_modified(etag)
-    return json_response(request, plan_data(patient, lang=lang, state=state), etag=etag)
+    return json_bytes_response(request, plan_json(patient, lang=lang, state=state), etag=etag)
 
 
 class MePlanView(APIView):

@@ -19,11 +19,15 @@ rules evaluate.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import connection
+
+from backend.conditional import json_text
 from scheduling.models import OPEN_STATUSES, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
 from scheduling.rules.unblock import unblock_hint
@@ -62,7 +66,25 @@ def plan_states_sync(plans: Mapping[int, Plan], *, result: SyncResult, now: date
 
 
 def plan_state_of(patient_id: int) -> PlanState | None:
-    return PlanState.objects.filter(patient_id=patient_id).only("revision", "flags").first()
+    """The patient's plan state (revision, flags), or None if not re-planned since it existed.
+
+    Read on every plan request before anything else (the ETag): plain SQL, as the ORM's query
+    building would cost more than the query.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE_SQL, [patient_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    revision, flags = row
+    return PlanState(
+        patient_id=patient_id,
+        revision=revision if isinstance(revision, uuid.UUID) else uuid.UUID(str(revision)),
+        flags=json.loads(flags),
+    )
+
+
+_STATE_SQL = "SELECT revision, flags FROM scheduling_planstate WHERE patient_id = %s"
 
 
 ITEM_COLUMNS = (
@@ -182,3 +204,43 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# --- the plan rendered by PostgreSQL -------------------------------------------------------------
+#
+# On PostgreSQL each open item comes out of the database as JSON text up to ``blocked_by``; Python
+# only adds ``blocks`` and ``flags`` (explained in the reader's language, so from the catalogue),
+# most often both empty, and ``version``. Same fields, same order, same values as ``open_items``
+# (tests/api/test_plan_booklet_reads.py compares both with ``PlanItemSerializer``).
+
+_OPEN_ITEMS_SQL = """
+SELECT json_build_object(
+    'id', i.public_id, 'kind', i.kind, 'protocol', i.protocol, 'product', i.product,
+    'dose_mg', round(i.dose_mg, 1)::text, 'phase', i.phase, 'ordinal', i.ordinal, 'rule', i.rule,
+    'course', c.public_id, 'due', i.due, 'window_start', i.window_start, 'window_end', i.window_end,
+    'reminder_on', i.reminder_on, 'status', i.status, 'level', i.level, 'days_late', i.days_late,
+    'escalation', i.escalation, 'blocked_by', i.blocked_by
+)::text, i.flags::text, i.blocked_by::text, i.version
+FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.course_id
+WHERE i.patient_id = %(patient_id)s AND i.closed_at IS NULL AND i.status = ANY(%(open)s)
+ORDER BY i.due, i.kind, i.id
+"""
+
+
+def open_items_json(patient_id: int, *, lang: str) -> str:
+    """``open_items`` as a JSON array (PostgreSQL renders the rows; other databases: ``open_items``)."""
+    if connection.vendor != "postgresql":
+        return json_text(open_items(patient_id, lang=lang))
+    with connection.cursor() as cursor:
+        cursor.execute(_OPEN_ITEMS_SQL, {"patient_id": patient_id, "open": [str(s) for s in OPEN_STATUSES]})
+        rows = cursor.fetchall()
+    out = []
+    for head, flags_text, blocked_text, version in rows:
+        if flags_text == "[]" and blocked_text == "[]":
+            blocks = flags = "[]"
+        else:
+            stored = json.loads(flags_text)
+            blocks = json_text(blocks_out(json.loads(blocked_text), stored, lang))
+            flags = json_text([flag_out(f, lang) for f in stored if isinstance(f, dict)])
+        out.append(f'{head[:-1]}, "blocks" : {blocks}, "flags" : {flags}, "version" : {int(version)}}}')
+    return "[" + ",".join(out) + "]"
