@@ -281,8 +281,6 @@ ITEM_COLUMNS = (
     "version",
     "created_at",
     "updated_at",
-    "patient__first_name",
-    "patient__last_name",
 )
 APPOINTMENT_COLUMNS = (
     "patient_id",
@@ -298,10 +296,11 @@ APPOINTMENT_COLUMNS = (
     "plan_item__kind",
     "plan_item__product",
     "plan_item__dose_mg",
-    "patient__first_name",
-    "patient__last_name",
-    "care_team__timezone",
 )
+# Staff feeds name the patient and show each appointment in its team's zone (joins a patient
+# feed does without).
+STAFF_ITEM_COLUMNS = (*ITEM_COLUMNS, "patient__first_name", "patient__last_name")
+STAFF_APPOINTMENT_COLUMNS = (*APPOINTMENT_COLUMNS, "patient__first_name", "patient__last_name", "care_team__timezone")
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +318,8 @@ class _ItemRow:
     version: int
     created_at: datetime
     updated_at: datetime
-    first_name: str
-    last_name: str
+    first_name: str = ""
+    last_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,17 +337,19 @@ class _AppointmentRow:
     kind: str | None
     product: str | None
     dose_mg: Decimal | None
-    first_name: str
-    last_name: str
-    team_timezone: str
+    first_name: str = ""
+    last_name: str = ""
+    team_timezone: str = ""
 
 
-def _item_rows(qs: QuerySet[PlanItem]) -> list[_ItemRow]:
-    return [_ItemRow(*row) for row in qs.order_by().values_list(*ITEM_COLUMNS)]
+def _item_rows(qs: QuerySet[PlanItem], *, staff: bool) -> list[_ItemRow]:
+    columns = STAFF_ITEM_COLUMNS if staff else ITEM_COLUMNS
+    return [_ItemRow(*row) for row in qs.order_by().values_list(*columns)]
 
 
-def _appointment_rows(qs: QuerySet[Appointment]) -> list[_AppointmentRow]:
-    return [_AppointmentRow(*row) for row in qs.order_by().values_list(*APPOINTMENT_COLUMNS)]
+def _appointment_rows(qs: QuerySet[Appointment], *, staff: bool) -> list[_AppointmentRow]:
+    columns = STAFF_APPOINTMENT_COLUMNS if staff else APPOINTMENT_COLUMNS
+    return [_AppointmentRow(*row) for row in qs.order_by().values_list(*columns)]
 
 
 @dataclass(frozen=True)
@@ -537,8 +538,10 @@ def calendar(name: str, events: Iterable[CalendarEvent]) -> bytes:
 
 def _patient_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
     style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=True)
-    items = _item_rows(_items_shown(PlanItem.objects.filter(patient_id=owner.owner_id), span))
-    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(patient_id=owner.owner_id), span))
+    items = _item_rows(_items_shown(PlanItem.objects.filter(patient_id=owner.owner_id), span), staff=False)
+    appointments = _appointment_rows(
+        _appointments_shown(Appointment.objects.filter(patient_id=owner.owner_id), span), staff=False
+    )
     # An item with a live (booked or done) appointment shows as that appointment, timed.
     covered = {a.plan_item_id for a in appointments if a.status != Appointment.Status.CANCELLED}
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
@@ -549,21 +552,23 @@ def _patient_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
 def _nurse_feed(owner: FeedOwner, span: _Span) -> bytes:
     style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=False)
     teams = StaffMembership.objects.filter(user_id=owner.owner_id).values("care_team_id")
-    appointments = _appointment_rows(
-        _appointments_shown(Appointment.objects.filter(nurse_id=owner.owner_id, care_team_id__in=Subquery(teams)), span)
-    )
+    mine = Appointment.objects.filter(nurse_id=owner.owner_id, care_team_id__in=Subquery(teams))
+    appointments = _appointment_rows(_appointments_shown(mine, span), staff=True)
     events = [_appointment_event(a, ZoneInfo(a.team_timezone), style, span.today) for a in appointments]
     return calendar(WORDS[style.lang]["nurse_calendar"], events)
 
 
 def _team_feed(owner: FeedOwner, span: _Span, zone: ZoneInfo) -> bytes:
     style = _Style(lang=owner.language, precise=owner.precise_titles, for_patient=False)
-    appointments = _appointment_rows(_appointments_shown(Appointment.objects.filter(care_team_id=owner.owner_id), span))
+    appointments = _appointment_rows(
+        _appointments_shown(Appointment.objects.filter(care_team_id=owner.owner_id), span), staff=True
+    )
     booked = Appointment.objects.filter(plan_item_id=OuterRef("pk"), status=Appointment.Status.BOOKED)
     unbooked = _item_rows(
         PlanItem.objects.filter(patient__care_team_id=owner.owner_id)
         .filter(status__in=[s for s in OPEN_STATUSES if s != ItemStatus.SCHEDULED])
-        .filter(~Exists(booked))
+        .filter(~Exists(booked)),
+        staff=True,
     )
     events = [_appointment_event(a, zone, style, span.today) for a in appointments]
     events += [_item_event(i, style, span.today) for i in unbooked]
