@@ -1,11 +1,13 @@
 """Delivery: claim due rows with a lease, send them, record the outcome.
 
-A claim is one short transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (a plain
-conditional ``UPDATE`` on SQLite, whose writers are serialised) moves a batch to ``sending``
-with a claim token and a lease (``claimed_until``). A sender that dies leaves its rows in
-``sending``; when the lease runs out any sweep claims them again, so nothing is lost. Each
-row is marked ``sent`` right after its transport accepted it (and only if the claim is still
-ours), which keeps the window for a duplicate to one send.
+A claim is one statement: ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`` on PostgreSQL
+(a plain conditional ``UPDATE`` on SQLite, whose writers are serialised) moves a batch to
+``sending`` with a claim token and a lease (``claimed_until``). Beat's sweep only claims and
+hands each batch over to a worker task (``outbox_hand_over``), which renews the lease and sends
+(``outbox_deliver_claimed``). A task lost with the broker, or a sender that dies, leaves its
+rows in ``sending``; when the lease runs out any sweep claims them again, so nothing is lost.
+Each row is marked ``sent`` right after its transport accepted it (and only if the claim is
+still ours), which keeps the window for a duplicate to one send.
 
 Before sending, each row is checked against the world: a reminder whose item is done,
 cancelled or moved, an escalation acknowledged or resolved, a revoked consent, a device gone
@@ -24,7 +26,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -91,37 +93,82 @@ def handover_lease_seconds() -> int:
     return int(_setting("NOTIFY_HANDOVER_LEASE_SECONDS", 60))
 
 
-# One statement per batch: lock due rows with SKIP LOCKED and move them to ``sending`` under a
-# new token. Expired leases first (a crashed sender's rows, or a batch lost with the broker), then
-# due rows; each is one index range scan of a partial index that holds only rows in that state
-# (outbox_lease_idx, outbox_due_idx), so rows claimed earlier are not walked again. Due rows go
-# by destination within a due time, so a device's rows land in one batch (one 410, not two).
-_CLAIM_SQL = """
-WITH expired AS (
-    SELECT id FROM {table} WHERE state = 'sending' AND claimed_until < %(now)s
+# A claim is one statement: lock the next rows with SKIP LOCKED and move them to ``sending``
+# under a new token. Expired leases first (a crashed sender's rows, or a batch lost with the
+# broker), then due rows, each an index range scan of a partial index holding only rows in that
+# state (outbox_lease_idx, outbox_due_idx). A row claimed earlier leaves a dead entry in that
+# index until vacuum, so a sweep starts each claim after the last row the previous one took
+# (``ClaimScan``) instead of walking those entries again. Due rows go by destination within a
+# due time, so a device's rows land in one batch (one 410, not two).
+# Each returns one row: the claimed ids, and the last key taken (where the next claim resumes).
+_CLAIM_EXPIRED_SQL = """
+WITH claimed AS (
+    SELECT id, claimed_until AS at, 0 AS dev FROM {table}
+    WHERE state = 'sending' AND claimed_until < %(now)s AND (claimed_until, id) > (%(at)s, %(id)s)
     ORDER BY claimed_until, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-), due AS (
-    SELECT id FROM {table} WHERE state = 'pending' AND next_attempt_at <= %(now)s
-    ORDER BY next_attempt_at, device_id, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
-), claimed AS (
-    SELECT id FROM expired UNION ALL (SELECT id FROM due) LIMIT %(limit)s
+), updated AS (
+    UPDATE {table} AS o SET claim_token = %(token)s, claimed_until = %(until)s, updated_at = %(now)s
+    FROM claimed WHERE o.id = claimed.id
+    RETURNING o.id
 )
-UPDATE {table} AS o SET state = 'sending', claim_token = %(token)s, claimed_until = %(until)s, updated_at = %(now)s
-FROM claimed WHERE o.id = claimed.id
-RETURNING o.id
+SELECT ARRAY(SELECT id FROM updated), at, dev, id FROM claimed ORDER BY at DESC, id DESC LIMIT 1
 """
+_CLAIM_DUE_SQL = """
+WITH claimed AS (
+    SELECT id, next_attempt_at AS at, COALESCE(device_id, 0) AS dev FROM {table}
+    WHERE state = 'pending' AND next_attempt_at <= %(now)s
+    AND (next_attempt_at, COALESCE(device_id, 0), id) > (%(at)s, %(dev)s, %(id)s)
+    ORDER BY next_attempt_at, COALESCE(device_id, 0), id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE {table} AS o SET state = 'sending', claim_token = %(token)s, claimed_until = %(until)s, updated_at = %(now)s
+    FROM claimed WHERE o.id = claimed.id
+    RETURNING o.id
+)
+SELECT ARRAY(SELECT id FROM updated), at, dev, id FROM claimed ORDER BY at DESC, dev DESC, id DESC LIMIT 1
+"""
+_START = (datetime(1, 1, 1, tzinfo=UTC), -1, -1)
 
 
-def outbox_claim_ids(*, limit: int, lease: float, now: datetime | None = None) -> tuple[str, list[int]]:
-    """Claim up to ``limit`` due rows (and rows whose lease ran out) for ``lease`` seconds: (token, ids)."""
+@dataclass
+class ClaimScan:
+    """How far a sweep's claims have got: expired leases, then due rows, each in index order."""
+
+    expired_done: bool = False
+    after: tuple[datetime, int, int] = _START
+
+
+def outbox_claim_ids(
+    *, limit: int, lease: float, now: datetime | None = None, scan: ClaimScan | None = None
+) -> tuple[str, list[int]]:
+    """Claim up to ``limit`` due rows (and rows whose lease ran out) for ``lease`` seconds: (token, ids).
+
+    Successive claims of one sweep share a ``scan``; a claim without one starts from the beginning.
+    """
     moment = now or timezone.now()
     token = uuid.uuid4().hex
     until = moment + timedelta(seconds=lease)
     if connection.features.has_select_for_update_skip_locked:
-        sql = _CLAIM_SQL.format(table=connection.ops.quote_name(OutboxMessage._meta.db_table))
+        scan = scan or ClaimScan()
+        table = connection.ops.quote_name(OutboxMessage._meta.db_table)
+        ids: list[int] = []
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"now": moment, "limit": limit, "token": token, "until": until})
-            return token, [row[0] for row in cursor.fetchall()]
+            while len(ids) < limit:
+                wanted = limit - len(ids)
+                at, dev, last = scan.after
+                sql = _CLAIM_DUE_SQL if scan.expired_done else _CLAIM_EXPIRED_SQL
+                cursor.execute(
+                    sql.format(table=table),
+                    {"now": moment, "limit": wanted, "token": token, "until": until, "at": at, "dev": dev, "id": last},
+                )
+                row = cursor.fetchone()
+                taken: list[int] = row[0] if row else []
+                ids += taken
+                if row:
+                    scan.after = (row[1], row[2], row[3])
+                if len(taken) == wanted or scan.expired_done:
+                    break
+                scan.expired_done, scan.after = True, _START
+        return token, ids
     # SQLite: no row locks, writers are serialised; the conditional UPDATE decides the winner.
     claimable = Q(state=OutboxState.PENDING, next_attempt_at__lte=moment) | Q(
         state=OutboxState.SENDING, claimed_until__lt=moment
@@ -160,9 +207,11 @@ def outbox_claimed_rows(*, token: str, ids: list[int], renew: bool = False) -> l
     )
 
 
-def outbox_claim(*, limit: int, now: datetime | None = None) -> tuple[str, list[OutboxMessage]]:
+def outbox_claim(
+    *, limit: int, now: datetime | None = None, scan: ClaimScan | None = None
+) -> tuple[str, list[OutboxMessage]]:
     """Claim up to ``limit`` due rows (and rows whose lease ran out) to send them here, now."""
-    token, ids = outbox_claim_ids(limit=limit, lease=lease_seconds(), now=now)
+    token, ids = outbox_claim_ids(limit=limit, lease=lease_seconds(), now=now, scan=scan)
     return token, outbox_claimed_rows(token=token, ids=ids) if ids else []
 
 
@@ -561,8 +610,9 @@ def outbox_drain(*, batch_size: int | None = None, time_budget: float | None = N
     """Claim and send batches here until nothing is due or the time budget is spent."""
     size, deadline = _budget(batch_size, time_budget)
     total = Stats()
+    scan = ClaimScan()
     while time.monotonic() < deadline:
-        token, rows = outbox_claim(limit=size)
+        token, rows = outbox_claim(limit=size, scan=scan)
         if not rows:
             break
         total.add(outbox_deliver(token, rows))
@@ -611,8 +661,9 @@ def outbox_hand_over(
     room = limit - outbox_in_flight()
     lease = handover_lease_seconds()
     total = Stats()
+    scan = ClaimScan()
     while room > 0 and time.monotonic() < deadline:
-        token, ids = outbox_claim_ids(limit=min(size, room), lease=lease)
+        token, ids = outbox_claim_ids(limit=min(size, room), lease=lease, scan=scan)
         if not ids:
             break
         try:

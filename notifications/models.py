@@ -14,7 +14,8 @@ from datetime import time
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -144,15 +145,28 @@ class OutboxMessage(models.Model):
     channel = models.CharField(max_length=10, choices=Channel.choices)
     state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
     # The patient the message is about; the recipient is that patient unless ``recipient_user``.
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox")
-    recipient_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox"
+    # Foreign keys that are mostly NULL have partial indexes (Meta), and the patient's is the
+    # prefix of outbox_patient_state_idx: every index is written again by each claim and outcome.
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox", db_index=False
     )
-    device = models.ForeignKey(Device, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox")
+    recipient_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="outbox",
+        db_index=False,
+    )
+    device = models.ForeignKey(
+        Device, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox", db_index=False
+    )
     plan_item = models.ForeignKey(PlanItem, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox")
     item_version = models.PositiveIntegerField(null=True, blank=True)
     offset_days = models.IntegerField(null=True, blank=True)
-    escalation = models.ForeignKey(Escalation, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox")
+    escalation = models.ForeignKey(
+        Escalation, on_delete=models.PROTECT, null=True, blank=True, related_name="outbox", db_index=False
+    )
     repeat = models.PositiveSmallIntegerField(default=0)
     language = models.CharField(max_length=2, choices=Language.choices, default=Language.FR)
     context = models.JSONField(default=dict, blank=True)
@@ -166,7 +180,9 @@ class OutboxMessage(models.Model):
     provider_id = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     closed_reason = models.CharField(max_length=40, blank=True)
-    digest = models.ForeignKey("self", on_delete=models.PROTECT, null=True, blank=True, related_name="folded")
+    digest = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="folded", db_index=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,10 +192,12 @@ class OutboxMessage(models.Model):
         verbose_name = _("outbox message")
         ordering = ("send_at", "pk")
         indexes = [
-            # The sweep's claim: due rows in claim order. Only pending rows, so a claim does not
-            # walk the rows claimed before it (they are ``sending``, in outbox_lease_idx).
+            # The sweep's claim: due rows in claim order (by device within a due time; no NULL, so
+            # a claim can start after the last key the previous one took). Only pending rows.
             models.Index(
-                fields=["next_attempt_at", "device", "id"],
+                F("next_attempt_at"),
+                Coalesce("device", Value(0), output_field=models.BigIntegerField()),
+                F("id"),
                 name="outbox_due_idx",
                 condition=Q(state="pending"),
             ),
@@ -191,6 +209,12 @@ class OutboxMessage(models.Model):
             ),
             models.Index(fields=["patient", "state"], name="outbox_patient_state_idx"),
             models.Index(fields=["state", "send_at"], name="outbox_state_send_at_idx"),
+            models.Index(fields=["device"], name="outbox_device_idx", condition=Q(device__isnull=False)),
+            models.Index(
+                fields=["recipient_user"], name="outbox_recipient_idx", condition=Q(recipient_user__isnull=False)
+            ),
+            models.Index(fields=["escalation"], name="outbox_escalation_idx", condition=Q(escalation__isnull=False)),
+            models.Index(fields=["digest"], name="outbox_digest_idx", condition=Q(digest__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -23,7 +23,10 @@ def publisher(producer: Any = None) -> Callable[[str, list[int]], None]:
     """The sweep's hand-over: one ``outbox_deliver_batch`` task per claimed batch, on ``producer``."""
 
     def hand_over(token: str, ids: list[int]) -> None:
-        outbox_deliver_batch.apply_async((token, ids), producer=producer)
+        # A short argsrepr: Celery would otherwise format every id for the message headers.
+        outbox_deliver_batch.apply_async(  # type: ignore[call-arg]  # argsrepr: a Celery option the stubs lack
+            (token, ids), producer=producer, argsrepr=f"({token!r}, <{len(ids)} ids>)"
+        )
 
     return hand_over
 

@@ -118,3 +118,17 @@ def test_the_beat_task_publishes_one_delivery_task_per_batch(
     with time_machine.travel(paris("2026-02-10", 10), tick=False):
         assert tasks.outbox_sweep() == 10
     assert [len(ids) for _token, ids in published] == [4, 4, 2] and mail.outbox == []
+
+
+def test_expired_leases_come_first_then_due_rows_each_once(due_reminders: Any) -> None:
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        _token, crashed = delivery.outbox_claim_ids(limit=3, lease=60)  # ... and that sender died
+    handed = Handed()
+    with time_machine.travel(paris("2026-02-10", 10, 1) + timedelta(seconds=1), tick=False):
+        assert delivery.outbox_sweep(batch_size=4, hand_over=handed).claimed == 10
+    assert [len(ids) for _, ids in handed] == [4, 4, 2]
+    assert set(crashed) < set(handed[0][1])  # the expired leases, in the first batch
+    every = [i for _, ids in handed for i in ids]
+    assert len(every) == len(set(every)) == 10
+    tokens = dict(OutboxMessage.objects.values_list("pk", "claim_token"))
+    assert all(tokens[i] == token for token, ids in handed for i in ids)
