@@ -62,6 +62,7 @@ def setup_django(settings_module: str = "backend.settings") -> None:
         os.environ["DATABASE_URL"] = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DATABASE_URL)
         os.environ.setdefault("CARNET_VAR_DIR", os.environ.get("BENCH_VAR_DIR", "/tmp/carnet-bench-var"))
         os.environ.setdefault("LOG_LEVEL", "WARNING")
+        os.environ.setdefault("DJANGO_DEBUG", "0")  # as in service: no query log, no debug cursor
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
         django.setup()
     _django_ready = True

@@ -134,6 +134,7 @@ class CopyTable:
         ]
         self.plan = [(f.attname, f.get_default, _converter(f)) for f in self.fields]
         self.raw = [(f.attname, _converter(f, braces=False)) for f in self.fields]
+        self.defaults = {f.attname: f.get_default() for f in self.fields}  # only serialised, never mutated
         columns = ", ".join(f'"{f.column}"' for f in self.fields)
         self.sql = f"COPY {self.table} ({columns}) FROM STDIN"
 
@@ -145,17 +146,17 @@ class CopyTable:
             for row in rows
         )
 
-    def instances(self, objects: Sequence[Any]) -> str:
-        """Model instances as COPY text (no template: braces are data)."""
-        raw = self.raw
-        lines = ("\t".join([conv(getattr(obj, name)) for name, conv in raw]) + "\n" for obj in objects)
+    def dicts(self, rows: Sequence[dict[str, Any]]) -> str:
+        """Rows (dicts by attname; missing columns take the field default) as COPY text, braces as data."""
+        raw, defaults = self.raw, self.defaults
+        lines = ("\t".join([conv(row.get(name, defaults[name])) for name, conv in raw]) + "\n" for row in rows)
         return "".join(lines)
 
-    def copy(self, cursor: Any, objects: Sequence[Any], *, batch: int = 5000) -> int:
+    def copy(self, cursor: Any, rows: Sequence[dict[str, Any]], *, batch: int = 5000) -> int:
         with cursor.copy(self.sql) as copy:
-            for start in range(0, len(objects), batch):
-                copy.write(self.instances(objects[start : start + batch]))
-        return len(objects)
+            for start in range(0, len(rows), batch):
+                copy.write(self.dicts(rows[start : start + batch]))
+        return len(rows)
 
 
 FACT_TABLES = (
@@ -167,7 +168,7 @@ FACT_TABLES = (
     "patients_comedication",
     "notifications_device",
 )
-PLAN_TABLES = ("scheduling_planitem",)
+PLAN_TABLES = ("scheduling_planitem", "scheduling_escalation")
 OUTBOX_TABLES = ("notifications_outboxmessage",)
 
 
@@ -377,7 +378,31 @@ PLAN_FIELDS = ("pk", "timezone", "birth_date", "sex", "weight_kg", "dialysis", "
 
 
 def _plan_chunk(ids: list[int]) -> dict[str, int]:
-    """Build the plans of ``ids`` as service would, written with COPY (runs in a worker process).
+    """Build the plans of ``ids`` as service would, written with COPY (runs in a worker process)."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's own cursor, for COPY
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        written = _plans_write(cursor, ids, timezone.now())
+    counts = _plan_counts(written)
+    counts["plan_ms"] = int((time.perf_counter() - started) * 1000)
+    return counts
+
+
+def _plan_counts(written: dict[int, dict[str, list[dict[str, Any]]]]) -> dict[str, int]:
+    counts: Counter[str] = Counter(planned=len(written))
+    for rows in written.values():
+        counts["plan_items"] += len(rows["items"])
+        counts["escalations"] += len(rows["escalations"])
+        counts["outbox"] += len(rows["outbox"])
+    return dict(counts)
+
+
+def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Plan ``ids`` with the production code and COPY the rows; return them by patient.
 
     The production code decides every row: ``plan_inputs`` → ``compute_plan`` → the stored
     values with their fingerprint (``scheduling.services._plan_values``), the escalations
@@ -387,58 +412,56 @@ def _plan_chunk(ids: list[int]) -> dict[str, int]:
     the outbox's audit (history) rows of "planned" are not written. ``bench_replan`` checks the
     result: re-planning loaded patients with the production path writes nothing.
     """
-    from django.db import connection, transaction
-    from django.utils import timezone
-
     from notifications import services as outbox
     from notifications.models import OutboxMessage
     from patients.models import Patient
     from scheduling import selectors
-    from scheduling.models import PlanItem
+    from scheduling.models import Escalation, PlanItem
     from scheduling.plan_state import plan_states_sync
     from scheduling.rules import engine
-    from scheduling.services import SyncResult, _escalations_sync, _plan_values, patient_today
+    from scheduling.services import SyncResult, _escalations_sync, _plan_values, flag_json, patient_today
 
-    started = time.perf_counter()
-    moment = timezone.now()
-    counts: Counter[str] = Counter()
-    with transaction.atomic(), connection.cursor() as wrapper:
-        cursor = wrapper.cursor  # psycopg's own cursor, for COPY
-        cursor.execute("SET LOCAL synchronous_commit = off")
-        patients = list(Patient.objects.filter(pk__in=ids).only(*PLAN_FIELDS))
-        today = {p.pk: patient_today(p, moment) for p in patients}
-        inputs = selectors.plan_inputs(patients, today_by_patient=today)
-        config = selectors.rules_config()
-        plans = {p.pk: engine.compute_plan(inputs[p.pk], today=today[p.pk], config=config) for p in patients}
-        items = [
-            PlanItem(
-                patient_id=p.pk,
-                key=key,
-                version=1,
-                created_at=moment,
-                updated_at=moment,
-                dates_changed_at=moment,
-                **values,
-            )
-            for p in patients
-            for key, values in _plan_values(plans[p.pk]).items()
-        ]
-        for item, pk in zip(items, _reserve(cursor, PlanItem._meta.db_table, len(items)), strict=True):
-            item.pk = pk
-        counts["plan_items"] += CopyTable(PlanItem, with_id=True).copy(cursor, items)
-        result = SyncResult(created=items)
-        _escalations_sync(patients, {}, items, result, moment, today)
-        counts["escalations"] += len(result.escalations_opened)
-        plan_states_sync(plans, result=result, now=moment)
-        ctx = outbox._load([p.pk for p in patients])
-        desired, creatable = outbox._desired(ctx, moment)
-        rows = [desired[key].build() for key in sorted(creatable)]
-        for row in rows:
-            row.created_at = row.updated_at = moment
-        counts["outbox"] += CopyTable(OutboxMessage, with_id=False).copy(cursor, rows)
-    counts["planned"] += len(patients)
-    counts["plan_ms"] = int((time.perf_counter() - started) * 1000)
-    return dict(counts)
+    patients = list(Patient.objects.filter(pk__in=ids).only(*PLAN_FIELDS))
+    out: dict[int, dict[str, list[dict[str, Any]]]] = {
+        p.pk: {"items": [], "escalations": [], "outbox": [], "flags": []} for p in patients
+    }
+    today = {p.pk: patient_today(p, moment) for p in patients}
+    inputs = selectors.plan_inputs(patients, today_by_patient=today)
+    config = selectors.rules_config()
+    plans = {p.pk: engine.compute_plan(inputs[p.pk], today=today[p.pk], config=config) for p in patients}
+    stamps = {"version": 1, "created_at": moment, "updated_at": moment, "dates_changed_at": moment}
+    items = [
+        {**values, **stamps, "patient_id": p.pk, "key": key}
+        for p in patients
+        for key, values in _plan_values(plans[p.pk]).items()
+    ]
+    for item, pk in zip(items, _reserve(cursor, PlanItem._meta.db_table, len(items)), strict=True):
+        item["id"] = pk
+        out[item["patient_id"]]["items"].append(item)
+    CopyTable(PlanItem, with_id=True).copy(cursor, items)
+    # Escalations read the created rows as instances: only the items with a level need one.
+    leveled = [PlanItem(pk=i["id"], **{k: v for k, v in i.items() if k != "id"}) for i in items if i["level"]]
+    result = SyncResult(created=leveled)
+    _escalations_sync(patients, {}, leveled, result, moment, today)
+    fields = [f.attname for f in Escalation._meta.concrete_fields if f.attname != "public_id"]
+    for esc in result.escalations_opened:
+        out[esc.patient_id]["escalations"].append({name: getattr(esc, name) for name in fields})
+    plan_states_sync(plans, result=result, now=moment)
+    for pid, plan in plans.items():
+        out[pid]["flags"] = [flag_json(f) for f in plan.flags if f.subject is None]
+    ctx = outbox._load([p.pk for p in patients])
+    desired, creatable = outbox._desired(ctx, moment)
+    rows = []
+    for key in sorted(creatable):
+        row = dict(desired[key].fields)
+        item, escalation = row.pop("plan_item"), row.pop("escalation")
+        row["plan_item_id"] = item.pk if item is not None else None
+        row["escalation_id"] = escalation.pk if escalation is not None else None
+        row["created_at"] = row["updated_at"] = moment
+        rows.append(row)
+        out[row["patient_id"]]["outbox"].append(row)
+    CopyTable(OutboxMessage, with_id=False).copy(cursor, rows)
+    return out
 
 
 def _run(fn: Any, tasks: list[Any], *, workers: int, total: int, desc: str, key: str, progress: bool) -> Counter[str]:
@@ -527,6 +550,7 @@ def load(
     bulk: bool = True,
     templates: int = 20_000,
     facts: bool = True,
+    copies: bool = True,
 ) -> dict[str, Any]:
     """Load ``patients`` patients (then their plans); returns the row counts and the seconds spent."""
     from contextlib import nullcontext
@@ -570,22 +594,53 @@ def load(
             .values_list("pk", flat=True)
         )
         plan_started = time.perf_counter()
-        id_chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
-        with (
-            BulkMode(PLAN_TABLES, drop=False) if bulk else nullcontext(),
-            BulkMode(OUTBOX_TABLES) if bulk else nullcontext(),
-        ):
-            totals.update(
-                _run(
-                    _plan_chunk,
-                    id_chunks,
-                    workers=workers,
-                    total=len(ids),
-                    desc="plans",
-                    key="planned",
-                    progress=progress,
-                )
-            )
+        with BulkMode(OUTBOX_TABLES) if bulk else nullcontext():
+            if copies:
+                # Plan one patient per story with the production code, then copy to the twins.
+                from bench import plan_copies
+
+                groups = plan_copies.story_groups()
+                firsts = [group[0] for group in groups]
+                totals["stories"] = len(groups)
+                with BulkMode(PLAN_TABLES, drop=False):
+                    totals.update(
+                        _run(
+                            _plan_chunk,
+                            [firsts[i : i + chunk] for i in range(0, len(firsts), chunk)],
+                            workers=workers,
+                            total=len(firsts),
+                            desc="plans (one per story)",
+                            key="planned",
+                            progress=progress,
+                        )
+                    )
+                plan_copies.snapshot_firsts(firsts)
+                with BulkMode(PLAN_TABLES):
+                    totals.update(
+                        _run(
+                            plan_copies._copy_groups,
+                            plan_copies.group_tasks(groups, chunk=chunk * 5),
+                            workers=workers,
+                            total=len(ids) - len(firsts),
+                            desc="plans (twins)",
+                            key="copied",
+                            progress=progress,
+                        )
+                    )
+                plan_copies.snapshots_drop()
+            else:
+                with BulkMode(PLAN_TABLES, drop=False) if bulk else nullcontext():
+                    totals.update(
+                        _run(
+                            _plan_chunk,
+                            [ids[i : i + chunk] for i in range(0, len(ids), chunk)],
+                            workers=workers,
+                            total=len(ids),
+                            desc="plans",
+                            key="planned",
+                            progress=progress,
+                        )
+                    )
         totals["plans_seconds"] = round(time.perf_counter() - plan_started, 1)
         analyze()
     totals["seconds"] = round(time.perf_counter() - started, 1)
@@ -607,6 +662,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--plans-only", action="store_true", help="no new facts: build the plans of every patient without one"
     )
+    parser.add_argument(
+        "--no-plan-copies",
+        action="store_true",
+        help="plan every patient with the production code (slow) instead of once per story (bench/plan_copies.py)",
+    )
     parser.add_argument("--keep-indexes", action="store_true", help="COPY with every index and constraint in place")
     args = parser.parse_args(argv)
     setup_django()
@@ -622,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         bulk=not args.keep_indexes,
         templates=args.stories,
         facts=not args.plans_only,
+        copies=not args.no_plan_copies,
     )
     rows = sum(
         v

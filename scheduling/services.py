@@ -9,6 +9,7 @@ item's dates move. A batch of patients costs a fixed number of queries.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -233,11 +234,12 @@ def _plan_values(plan: engine.Plan) -> dict[str, dict[str, Any]]:
 def fingerprint(values: dict[str, object]) -> int:
     """A signed 64-bit digest of an item's stored values (DATE_FIELDS and STATE_FIELDS).
 
-    ``repr`` of dates, decimals, dicts and lists is stable; a collision (2**-64) would only
-    delay a rewrite to the next change of the item.
+    Canonical JSON (sorted keys; dates and decimals as text), so values read back from the
+    database give the same digest as the rules' own. A collision (2**-64) would only delay a
+    rewrite to the next change of the item.
     """
-    raw = repr([values[name] for name in FINGERPRINT_FIELDS]).encode()
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big", signed=True)
+    raw = json.dumps([values[name] for name in FINGERPRINT_FIELDS], sort_keys=True, default=str, separators=(",", ":"))
+    return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _row_values(item: engine.PlanItem) -> dict[str, object]:
