@@ -436,7 +436,11 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
             if email_ids:
                 measure("smtplib", lambda sample=sample: smtplib_loop(sample, servers.smtp_port, len(email_ids)), keep)
             if push_ids:
-                measure("http_ece", lambda sample=sample: webpush_loop(sample, vapid, servers.push_origin, len(push_ids)), keep)
+                measure(
+                    "http_ece",
+                    lambda sample=sample: webpush_loop(sample, vapid, servers.push_origin, len(push_ids)),
+                    keep,
+                )
             after = servers.ask("counts")
             checks[-1]["reference_email"] = after["email"] - counts["email"]
             checks[-1]["reference_push"] = after["push"] - counts["push"]
