@@ -105,7 +105,6 @@ def raw_claim(batch: int) -> int:
     from django.db import connection
 
     raw = connection.connection  # the bare psycopg connection: no Django cursor wrapper
-    claimed = 0
     with raw.cursor() as cursor:
         cursor.execute(
             f"WITH claimed AS (SELECT id FROM {TABLE} WHERE state = 'sending' AND claimed_until < now() "
@@ -115,7 +114,7 @@ def raw_claim(batch: int) -> int:
             "SELECT count(*) FROM updated",
             {"n": batch, "token": uuid.uuid4().hex},
         )
-        claimed += cursor.fetchone()[0]
+        claimed = int(cursor.fetchone()[0])
         after: tuple[Any, int, int] = (datetime(1, 1, 1, tzinfo=UTC), -1, -1)
         while True:
             cursor.execute(
@@ -182,12 +181,14 @@ def broker(url: str | None) -> Iterator[str]:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def run(*, messages: int, runs: int, broker_url: str | None = None, command: str = "") -> list[Figure]:
+def run(
+    *, messages: int, runs: int, broker_url: str | None = None, batch: int | None = None, command: str = ""
+) -> list[Figure]:
     with broker(broker_url or os.environ.get("BENCH_BROKER_URL")) as url:
-        return _run(messages=messages, runs=runs, url=url, command=command)
+        return _run(messages=messages, runs=runs, url=url, batch=batch, command=command)
 
 
-def _run(*, messages: int, runs: int, url: str, command: str) -> list[Figure]:
+def _run(*, messages: int, runs: int, url: str, batch: int | None, command: str) -> list[Figure]:
     from django.conf import settings
 
     from backend.celery import app
@@ -196,7 +197,7 @@ def _run(*, messages: int, runs: int, url: str, command: str) -> list[Figure]:
     ids = choose_rows(messages)
     if len(ids) < messages:
         print(f"only {len(ids)} reminder rows in the outbox; measuring those", file=sys.stderr)
-    batch = int(getattr(settings, "NOTIFY_BATCH_SIZE", 100))
+    batch = batch or int(getattr(settings, "NOTIFY_BATCH_SIZE", 100))
     in_flight = max(len(ids), int(getattr(settings, "NOTIFY_SWEEP_MAX_IN_FLIGHT", 20_000)))
     handed: list[int] = []
     queued: list[int] = []
@@ -284,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--broker", default=None, help="broker URL (default: $BENCH_BROKER_URL, else a private Redis)")
+    parser.add_argument("--batch", type=int, default=None, help="rows per claim (default: NOTIFY_BATCH_SIZE)")
     args = parser.parse_args(argv)
     setup_django()
     report(
@@ -292,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             messages=args.messages,
             runs=args.runs,
             broker_url=args.broker,
-            command=f"python bench/bench_sweep.py --messages {args.messages} --runs {args.runs}",
+            batch=args.batch,
+            command=f"python bench/bench_sweep.py --messages {args.messages} --runs {args.runs}"
+            + (f" --batch {args.batch}" if args.batch else ""),
         ),
     )
     return 0
