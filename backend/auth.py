@@ -20,7 +20,7 @@ from typing import Any
 from axes.backends import AxesStandaloneBackend
 from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
-from django.db.models import Exists
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
@@ -81,25 +81,27 @@ class CarnetRefreshToken(RefreshToken):
 class JWTAuthentication(BaseJWTAuthentication):
     """simplejwt's bearer authentication, refusing access tokens of a revoked refresh token.
 
-    One query per request: the user, their patient record (every ``/me`` endpoint reads it) and
-    whether the session was signed out, where simplejwt and ``IsPatient`` would make three.
+    One query per request, built once (``backend.auth_query``): the user, their patient record
+    (every ``/me`` endpoint reads it) and whether the session was signed out, where simplejwt and
+    ``IsPatient`` would make three. simplejwt's checks (active user, revoke claim) are kept.
     """
 
     def get_user(self, validated_token: Any) -> Any:
+        from backend.auth_query import token_user  # lazy: this module is imported by the settings
+
         sid = validated_token.get(SESSION_CLAIM)
         if not sid:
             raise InvalidToken(_("This session was signed out."))
         if jwt_settings.USER_ID_CLAIM not in validated_token:
             raise InvalidToken(_("Token contained no recognizable user identification"))
         try:
-            user = (
-                User.objects.select_related("patient")
-                .annotate(signed_out=Exists(BlacklistedToken.objects.filter(token__jti=sid)))
-                .get(**{jwt_settings.USER_ID_FIELD: validated_token[jwt_settings.USER_ID_CLAIM]})
-            )
-        except User.DoesNotExist as exc:
-            raise AuthenticationFailed(_("User not found"), code="user_not_found") from exc
-        if user.signed_out:
+            found = token_user(user_id=validated_token[jwt_settings.USER_ID_CLAIM], session=str(sid))
+        except ValidationError:  # not a UUID
+            found = None
+        if found is None:
+            raise AuthenticationFailed(_("User not found"), code="user_not_found")
+        user, signed_out = found
+        if signed_out:
             raise InvalidToken(_("This session was signed out."))
         if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
             raise AuthenticationFailed(_("User is inactive"), code="user_inactive")
