@@ -67,6 +67,7 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
     figures += ical
     sweep = bench_sweep.run(messages=50, runs=1)
     assert sweep[0].extra["handed_over"] and all(n == 50 for n in sweep[0].extra["handed_over"])
+    assert sweep[0].extra["tasks_queued"] == [1]  # one delivery task published per batch of claimed rows
     assert 0 < sweep[1].median < 10_000  # peak RSS in MiB
     figures += sweep
     delivery = bench_delivery.run(email=20, push=10, runs=1)  # raises unless the servers got each message once
