@@ -11,7 +11,7 @@ one done appointment per dose (what ten years of service leave behind), plus the
   gzip), with the rendered-body cache emptied before each request, so every run renders;
 - ``304``: the same GET with ``If-None-Match`` (never renders);
 - ``render``: ``scheduling.ical.feed_render`` alone (reads the rows, writes the calendar);
-- ``writer``: our writer alone (``ical.vevent``, ``ical.calendar``) from the plain data below.
+- ``writer``: our writer alone (``ical_writer.vevent``, ``ical.calendar``) from the plain data below.
 
 Reference: icalendar serialising the same events (same calendar properties, VTIMEZONE and
 alarms) from plain data prepared beforehand: what the library alone costs. Ratio = ours /
@@ -138,7 +138,7 @@ def ten_year_patient(*, years: int = 10) -> tuple[Any, str]:
 
 
 def plain_events(feed: Any) -> list[dict[str, Any]]:
-    """The feed's events as plain data, ``ical.vevent``'s arguments (read once, outside the timing)."""
+    """The feed's events as plain data, ``ical_writer.vevent``'s arguments (read once, outside the timing)."""
     import icalendar
 
     from scheduling import ical
@@ -208,9 +208,9 @@ def reference_render(events: list[dict[str, Any]], name: str = "Carnet") -> byte
 
 def writer_render(events: list[dict[str, Any]], name: str = "Carnet") -> bytes:
     """Our writer alone: the same calendar from the same plain data."""
-    from scheduling import ical
+    from scheduling import ical, ical_writer
 
-    return ical.calendar(name, [ical.vevent(**data) for data in events])
+    return ical.calendar(name, [ical_writer.vevent(**data) for data in events])
 
 
 def _unfold(body: bytes) -> list[bytes]:
@@ -333,7 +333,7 @@ def run(*, runs: int, command: str = "", years: int = 10) -> list[Figure]:
             ratio_met=writer_ratio <= RATIO_TARGET,
             scale=scale,
             command=command,
-            notes="ical.vevent + ical.calendar against icalendar, the same events from the same plain data",
+            notes="ical_writer.vevent + ical.calendar against icalendar, the same events from the same plain data",
         ),
         Figure(
             bench="ical",

@@ -14,8 +14,9 @@ What calendar clients rely on, and how each is kept:
   in the patient's (or the team's) zone with a VTIMEZONE for every zone used;
 - a cancelled event stays 30 days with STATUS:CANCELLED so clients remove it, then leaves.
 
-Every feed is read in a fixed number of queries whatever the history length. Events are written
-by ``ical_writer`` (escaping, folding, value formats); icalendar supplies each VTIMEZONE.
+Every feed is read in a fixed number of queries whatever the history length, as plain rows (no
+model instances). Events are written by ``ical_writer`` (escaping, folding, value formats; icalendar
+supplies each VTIMEZONE); their words are ``ical_words``'.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import icalendar
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from patients.models import StaffMembership
 from scheduling import ical_writer
+from scheduling.ical_words import NEUTRAL_DESCRIPTION, WORDS, day_text, language_of, patient_title, staff_title
 from scheduling.models import OPEN_STATUSES, Appointment, ItemKind, ItemStatus, PlanItem
 from scheduling.models_feeds import CalendarFeed
 
@@ -92,92 +92,6 @@ def _trigger_timed(reminder: Reminder, start_local: datetime) -> timedelta:
     if reminder.days_before == 0 and target > wall_start - timedelta(hours=1):
         target = wall_start - timedelta(hours=1)  # an early appointment: an hour before it instead
     return target - wall_start
-
-
-# --- words ----------------------------------------------------------------------------------
-
-NEUTRAL_TITLE = {"en": "Carnet: care appointment", "fr": "Carnet : rendez-vous de soins"}
-NEUTRAL_DESCRIPTION = {
-    "en": "Open the Carnet app for the details.",
-    "fr": "Ouvrez l'application Carnet pour le détail.",
-}
-KIND_LABEL: dict[str, dict[str, str]] = {
-    ItemKind.INJECTION: {"en": "injection", "fr": "injection"},
-    ItemKind.CONSOLIDATION: {"en": "consolidation treatment", "fr": "traitement de consolidation"},
-    ItemKind.CALCIUM_CHECK: {"en": "calcium blood test", "fr": "dosage de la calcémie"},
-    ItemKind.VITAMIN_D_DOSE: {"en": "vitamin D dose", "fr": "prise de vitamine D"},
-    ItemKind.VITAMIN_D_TEST: {"en": "vitamin D blood test", "fr": "dosage de la vitamine D"},
-    ItemKind.CTX_CHECK: {"en": "CTX blood test", "fr": "dosage des CTX"},
-    ItemKind.DENTAL_VISIT: {"en": "dental visit", "fr": "consultation dentaire"},
-    ItemKind.REEVALUATION: {"en": "treatment re-evaluation", "fr": "réévaluation du traitement"},
-}
-APPOINTMENT_LABEL = {"en": "care appointment", "fr": "rendez-vous de soins"}
-PRODUCT_LABEL: dict[str, dict[str, str]] = {
-    "denosumab": {"en": "denosumab", "fr": "dénosumab"},
-    "zoledronic_acid": {"en": "zoledronic acid", "fr": "acide zolédronique"},
-    "alendronate": {"en": "alendronate", "fr": "alendronate"},
-    "cholecalciferol": {"en": "vitamin D (cholecalciferol)", "fr": "vitamine D (cholécalciférol)"},
-}
-WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "sep": ": ",
-        "window": "To do between {first} and {last} (due {due}).",
-        "due": "Due {due}.",
-        "reminder": "Carnet reminder",
-        "patient_calendar": "Carnet",
-        "nurse_calendar": "Carnet — my appointments",
-        "team_calendar": "Carnet — {team}",
-        "cancelled": "Cancelled.",
-        "done": "Done.",
-        "out_of_window": "Booked outside the window: {reason}",
-        "unbooked": "not booked",
-    },
-    "fr": {
-        "sep": " : ",
-        "window": "À faire entre le {first} et le {last} (échéance le {due}).",
-        "due": "Échéance le {due}.",
-        "reminder": "Rappel Carnet",
-        "patient_calendar": "Carnet",
-        "nurse_calendar": "Carnet — mes rendez-vous",
-        "team_calendar": "Carnet — {team}",
-        "cancelled": "Annulé.",
-        "done": "Fait.",
-        "out_of_window": "Réservé hors fenêtre : {reason}",
-        "unbooked": "non réservé",
-    },
-}
-
-
-def language_of(value: str | None) -> str:
-    return value if value in ("en", "fr") else "fr"
-
-
-def _day(value: date, lang: str) -> str:
-    return value.strftime("%d/%m/%Y") if lang == "fr" else value.isoformat()
-
-
-def _what(kind: str | None, product: str, dose_mg: object, lang: str, *, precise: bool) -> str:
-    label = KIND_LABEL[kind][lang] if kind in KIND_LABEL else APPOINTMENT_LABEL[lang]
-    if precise and product in PRODUCT_LABEL:
-        label = f"{label} — {PRODUCT_LABEL[product][lang]}"
-        if isinstance(dose_mg, int | float | Decimal):
-            label = f"{label} {float(dose_mg):g} mg"
-    return label
-
-
-def _patient_title(kind: str | None, product: str, dose_mg: object, lang: str, *, precise: bool) -> str:
-    if not precise:
-        return NEUTRAL_TITLE[lang]
-    return f"Carnet{WORDS[lang]['sep']}{_what(kind, product, dose_mg, lang, precise=True)}"
-
-
-def _staff_title(
-    first_name: str, last_name: str, kind: str | None, product: str, dose_mg: object, lang: str, *, precise: bool
-) -> str:
-    # Staff need to know whom; by default only initials leave Carnet for a third-party calendar.
-    what = _what(kind, product, dose_mg, lang, precise=precise)
-    who = f"{first_name} {last_name.upper()}" if precise else f"{first_name[:1]}. {last_name[:1]}.".upper()
-    return f"{what[:1].upper()}{what[1:]} — {who}"
 
 
 # --- the feed's owner -----------------------------------------------------------------------
@@ -261,8 +175,8 @@ class _Style:
     def title(self, who: tuple[str, str], kind: str | None, product: str, dose_mg: object) -> str:
         """The event title; ``who`` is the patient's (first name, last name), shown to staff only."""
         if self.for_patient:
-            return _patient_title(kind, product, dose_mg, self.lang, precise=self.precise)
-        return _staff_title(*who, kind, product, dose_mg, self.lang, precise=self.precise)
+            return patient_title(kind, product, dose_mg, self.lang, precise=self.precise)
+        return staff_title(*who, kind, product, dose_mg, self.lang, precise=self.precise)
 
 
 # Rows are read as plain tuples (no model instances): ten years of history is a few hundred rows,
@@ -352,79 +266,7 @@ def _appointment_rows(qs: QuerySet[Appointment], *, staff: bool) -> list[_Appoin
     return [_AppointmentRow(*row) for row in qs.order_by().values_list(*columns)]
 
 
-@dataclass(frozen=True)
-class CalendarEvent:
-    """One VEVENT, serialised: ``order`` sorts the feed (start, then UID), ``tzid`` needs a VTIMEZONE."""
-
-    order: str
-    tzid: str | None
-    lines: list[str]
-
-
-def vevent(
-    *,
-    uid: str,
-    summary: str,
-    start: date | datetime,
-    end: date | datetime,
-    sequence: int,
-    created: datetime,
-    modified: datetime,
-    description: str | None,
-    status: str,
-    transp: str,
-    alarms: Iterable[tuple[str, timedelta]] = (),
-) -> CalendarEvent:
-    """A VEVENT from plain values: all day from dates (``end`` exclusive), timed from aware datetimes.
-
-    A timed event is written in its datetimes' zone (``TZID``, wall-clock time) or, for UTC, in
-    UTC form. Properties come in icalendar's order (canonical, then alphabetical), so both
-    writers agree line for line. ``alarms`` are DISPLAY alarms: (text, trigger before the start).
-    """
-    text = ical_writer.text
-    tzid: str | None = None
-    if isinstance(start, datetime) and isinstance(end, datetime):
-        key = getattr(start.tzinfo, "key", None)
-        if key is None or key in ical_writer.UTC_ZONES:
-            params, first, last = "", ical_writer.utc_value(start), ical_writer.utc_value(end.astimezone(start.tzinfo))
-        else:
-            tzid = str(key)
-            params, first = _tzid_param(tzid), ical_writer.local_value(start)
-            last = ical_writer.local_value(end.astimezone(start.tzinfo))
-        order = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M} {uid}"
-    elif not isinstance(start, datetime) and not isinstance(end, datetime):
-        params, first, last = ";VALUE=DATE", ical_writer.date_value(start), ical_writer.date_value(end)
-        order = f"{start.isoformat()}T00:00 {uid}"
-    else:
-        raise TypeError("An event starts and ends with two dates or two datetimes.")
-    stamp = ical_writer.utc_value(modified)
-    lines = [
-        "BEGIN:VEVENT",
-        f"SUMMARY:{text(summary)}",
-        f"DTSTART{params}:{first}",
-        f"DTEND{params}:{last}",
-        f"DTSTAMP:{stamp}",
-        f"UID:{text(uid)}",
-        f"SEQUENCE:{sequence}",
-        "CLASS:PRIVATE",
-        f"CREATED:{ical_writer.utc_value(created)}",
-    ]
-    if description is not None:
-        lines.append(f"DESCRIPTION:{text(description)}")
-    lines += [f"LAST-MODIFIED:{stamp}", f"STATUS:{status}", f"TRANSP:{transp}"]
-    for title, trigger in alarms:
-        lines += [
-            "BEGIN:VALARM",
-            "ACTION:DISPLAY",
-            f"DESCRIPTION:{text(title)}",
-            f"TRIGGER:{ical_writer.duration(trigger)}",
-            "END:VALARM",
-        ]
-    lines.append("END:VEVENT")
-    return CalendarEvent(order=order, tzid=tzid, lines=lines)
-
-
-def _item_event(item: _ItemRow, style: _Style, today: date) -> CalendarEvent:
+def _item_event(item: _ItemRow, style: _Style, today: date) -> ical_writer.CalendarEvent:
     first, last = (item.window_start or item.due, item.window_end or item.due)
     words = WORDS[style.lang]
     title = style.title((item.first_name, item.last_name), item.kind, item.product, item.dose_mg)
@@ -435,10 +277,10 @@ def _item_event(item: _ItemRow, style: _Style, today: date) -> CalendarEvent:
     elif not style.precise and style.for_patient:
         description = NEUTRAL_DESCRIPTION[style.lang]
     elif first == last:
-        description = words["due"].format(due=_day(item.due, style.lang))
+        description = words["due"].format(due=day_text(item.due, style.lang))
     else:
         description = words["window"].format(
-            first=_day(first, style.lang), last=_day(last, style.lang), due=_day(item.due, style.lang)
+            first=day_text(first, style.lang), last=day_text(last, style.lang), due=day_text(item.due, style.lang)
         )
     if item.status == ItemStatus.DONE:
         description = f"{words['done']} {description}"
@@ -447,7 +289,7 @@ def _item_event(item: _ItemRow, style: _Style, today: date) -> CalendarEvent:
         for reminder in reminder_leads(patient_id=item.patient_id, kind=item.kind):
             if first - timedelta(days=reminder.days_before) >= today:  # a reminder already past would pop up late
                 alarms.append((title, _trigger_all_day(reminder)))
-    return vevent(
+    return ical_writer.vevent(
         uid=uid,
         summary=title,
         start=first,
@@ -462,7 +304,9 @@ def _item_event(item: _ItemRow, style: _Style, today: date) -> CalendarEvent:
     )
 
 
-def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Style, today: date) -> CalendarEvent:
+def _appointment_event(
+    appointment: _AppointmentRow, zone: ZoneInfo, style: _Style, today: date
+) -> ical_writer.CalendarEvent:
     kind = appointment.kind
     title = style.title(
         (appointment.first_name, appointment.last_name), kind, appointment.product or "", appointment.dose_mg
@@ -486,7 +330,7 @@ def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Sty
         for reminder in reminder_leads(patient_id=appointment.patient_id, kind=kind or ItemKind.INJECTION):
             if start.date() - timedelta(days=reminder.days_before) >= today:
                 alarms.append((title, _trigger_timed(reminder, start)))
-    return vevent(
+    return ical_writer.vevent(
         uid=uid,
         summary=title,
         start=start,
@@ -501,18 +345,7 @@ def _appointment_event(appointment: _AppointmentRow, zone: ZoneInfo, style: _Sty
     )
 
 
-@lru_cache(maxsize=64)
-def _tzid_param(tzid: str) -> str:
-    return f";TZID={ical_writer.param(tzid)}"
-
-
-@lru_cache(maxsize=64)
-def _vtimezone(tzid: str) -> bytes:
-    """The VTIMEZONE icalendar generates for ``tzid`` (what add_missing_timezones adds), built once."""
-    return bytes(icalendar.Timezone.from_tzid(tzid).to_ical())
-
-
-def calendar(name: str, events: Iterable[CalendarEvent]) -> bytes:
+def calendar(name: str, events: Iterable[ical_writer.CalendarEvent]) -> bytes:
     """A VCALENDAR of ``events`` (sorted by start), with a VTIMEZONE for each zone they name."""
     out = ical_writer.Writer()
     out.begin("VCALENDAR")
@@ -526,7 +359,7 @@ def calendar(name: str, events: Iterable[CalendarEvent]) -> bytes:
     ordered = sorted(events, key=lambda event: event.order)
     # A VTIMEZONE for every zone a DATE-TIME names (all-day DATE values name none).
     for tzid in sorted({event.tzid for event in ordered if event.tzid is not None}):
-        out.add_block(_vtimezone(tzid))
+        out.add_block(ical_writer.vtimezone(tzid))
     for event in ordered:
         out.lines.extend(event.lines)
     out.end("VCALENDAR")

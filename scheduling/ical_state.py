@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from patients.models import STAFF_ROLES, CareTeam, Patient, StaffMembership, User
-from scheduling import ical
+from scheduling import ical, ical_words
 from scheduling.models import Appointment, PlanItem
 from scheduling.models_feeds import CalendarFeed
 
@@ -170,7 +170,7 @@ def feed_state(*, digest: str, now: datetime | None = None) -> FeedState | None:
         kind=str(kind),
         precise_titles=bool(precise_titles),
         owner_id=int(owner_id),
-        language=ical.language_of(language),
+        language=ical_words.language_of(language),
         zone=str(zone_name),
         team_name=str(team_name or "") if kind == CalendarFeed.Kind.CARE_TEAM else "",
     )

@@ -10,12 +10,18 @@ Properties come out in icalendar's order (its canonical order, then alphabetical
 unfolded, the two writers give the same content lines; only the fold points differ (lines here
 use the full 75 octets the RFC allows).
 
-Plain Python, no Django: values in, bytes out.
+Plain Python, no Django: values in, bytes out. ``vevent`` turns an event's plain values into its
+content lines; the feeds (``scheduling.ical``) decide what the values are.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+
+import icalendar
 
 FOLD_OCTETS = 75  # RFC 5545 §3.1: lines SHOULD NOT be longer than 75 octets, excluding the line break
 # Zone names that are UTC itself: their DATE-TIME values are written in UTC form ("Z"), without TZID.
@@ -162,3 +168,88 @@ class Writer:
 
     def to_ical(self) -> bytes:
         return fold_lines(("\r\n".join(self.lines) + "\r\n").encode("utf-8"))
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One VEVENT, serialised: ``order`` sorts the feed (start, then UID), ``tzid`` needs a VTIMEZONE."""
+
+    order: str
+    tzid: str | None
+    lines: list[str]
+
+
+def vevent(
+    *,
+    uid: str,
+    summary: str,
+    start: date | datetime,
+    end: date | datetime,
+    sequence: int,
+    created: datetime,
+    modified: datetime,
+    description: str | None,
+    status: str,
+    transp: str,
+    alarms: Iterable[tuple[str, timedelta]] = (),
+) -> CalendarEvent:
+    """A VEVENT from plain values: all day from dates (``end`` exclusive), timed from aware datetimes.
+
+    A timed event is written in its datetimes' zone (``TZID``, wall-clock time) or, for UTC, in
+    UTC form. Properties come in icalendar's order (canonical, then alphabetical), so both
+    writers agree line for line. ``alarms`` are DISPLAY alarms: (text, trigger before the start).
+    """
+    tzid: str | None = None
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        key = getattr(start.tzinfo, "key", None)
+        if key is None or key in UTC_ZONES:
+            params, first, last = "", utc_value(start), utc_value(end.astimezone(start.tzinfo))
+        else:
+            tzid = str(key)
+            params, first = _tzid_param(tzid), local_value(start)
+            last = local_value(end.astimezone(start.tzinfo))
+        order = f"{start.astimezone(UTC):%Y-%m-%dT%H:%M} {uid}"
+    elif not isinstance(start, datetime) and not isinstance(end, datetime):
+        params, first, last = ";VALUE=DATE", date_value(start), date_value(end)
+        order = f"{start.isoformat()}T00:00 {uid}"
+    else:
+        raise TypeError("An event starts and ends with two dates or two datetimes.")
+    stamp = utc_value(modified)
+    lines = [
+        "BEGIN:VEVENT",
+        f"SUMMARY:{text(summary)}",
+        f"DTSTART{params}:{first}",
+        f"DTEND{params}:{last}",
+        f"DTSTAMP:{stamp}",
+        f"UID:{text(uid)}",
+        f"SEQUENCE:{sequence}",
+        "CLASS:PRIVATE",
+        f"CREATED:{utc_value(created)}",
+    ]
+    if description is not None:
+        lines.append(f"DESCRIPTION:{text(description)}")
+    lines += [f"LAST-MODIFIED:{stamp}", f"STATUS:{status}", f"TRANSP:{transp}"]
+    for title, trigger in alarms:
+        lines += [
+            "BEGIN:VALARM",
+            "ACTION:DISPLAY",
+            f"DESCRIPTION:{text(title)}",
+            f"TRIGGER:{duration(trigger)}",
+            "END:VALARM",
+        ]
+    lines.append("END:VEVENT")
+    return CalendarEvent(order=order, tzid=tzid, lines=lines)
+
+
+@lru_cache(maxsize=64)
+def _tzid_param(tzid: str) -> str:
+    return f";TZID={param(tzid)}"
+
+
+@lru_cache(maxsize=64)
+def vtimezone(tzid: str) -> bytes:
+    """The VTIMEZONE icalendar generates for ``tzid`` (what add_missing_timezones adds), built once."""
+    return bytes(icalendar.Timezone.from_tzid(tzid).to_ical())
