@@ -5,19 +5,21 @@ from __future__ import annotations
 import email
 import email.policy
 import re
+import threading
 from typing import Any
 
 import pytest
 import time_machine
+from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection
 from django.template.loader import render_to_string
 
 from notifications import delivery, rendering, services
-from notifications.models import OutboxState
+from notifications.models import OutboxMessage, OutboxState
 from notifications.transports import Envelope, transport_for
 from notifications.transports import webpush as webpush_transport
-from notifications.transports.email import mime_bytes
+from notifications.transports.email import EmailTransport, mime_bytes
 
 from .conftest import paris
 
@@ -180,3 +182,77 @@ def test_outcome_commits_without_waiting_for_the_flush_and_leaves_the_session_al
         assert cursor.fetchone()[0] == "on"  # SET LOCAL: only the mark's own transaction
     rows[0].refresh_from_db()
     assert (rows[0].state, rows[0].provider_id, rows[0].attempts, rows[0].claimed_until) == ("sent", "p", 1, None)
+    # The outcome's audit entry came with it, in the same statement; a lost claim wrote none.
+    audit = rows[0].history.get(history_change_reason="delivery")
+    assert (audit.history_type, audit.history_change_reason, audit.history_user_id) == ("~", "delivery", None)
+    assert (audit.state, audit.provider_id, audit.attempts, audit.key) == ("sent", "p", 1, rows[0].key)
+    assert audit.updated_at == rows[0].updated_at and audit.claim_token == token
+    assert not rows[1].history.filter(history_change_reason="delivery").exists()
+
+
+@pytest.fixture
+def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
+    """Four patients by email, each with a calcium check due 2026-02-10: eight reminders due that day."""
+    patients = [make_patient(consent_push=False) for _ in range(4)]
+    with time_machine.travel(paris("2026-01-15"), tick=False):
+        for patient in patients:
+            make_item(patient, due="2026-02-10", kind="calcium_check")
+        services.outbox_sync(patients=patients)
+    return patients
+
+
+@pytest.mark.django_db
+def test_a_mark_follows_its_send_by_at_most_one_message(due_emails: Any, monkeypatch: Any) -> None:
+    events: list[tuple[str, str, str]] = []  # (what, row key, thread), from both threads
+    finish, send = delivery._finish, EmailTransport.send
+
+    def recording_finish(row: Any, token: str, **values: Any) -> bool:
+        events.append(("mark", row.key, threading.current_thread().name))
+        return finish(row, token, **values)
+
+    def recording_send(self: Any, message: Envelope) -> str:
+        events.append(("send", message.key, threading.current_thread().name))
+        provider_id = send(self, message)
+        events.append(("accepted", message.key, threading.current_thread().name))
+        return provider_id
+
+    monkeypatch.setattr(delivery, "_finish", recording_finish)
+    monkeypatch.setattr(EmailTransport, "send", recording_send)
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        stats = delivery.outbox_sweep()
+    assert stats.sent == 8 and len(mail.outbox) == 8
+    here = threading.current_thread().name
+    assert {thread for what, _, thread in events if what == "mark"} == {here}  # the database stays here
+    assert here not in {thread for what, _, thread in events if what != "mark"}  # the sender thread sends
+    accepted: set[str] = set()
+    marked: set[str] = set()
+    for what, key, _thread in events:
+        if what == "send":
+            # When a message goes out, at most the previous one still waits for its mark.
+            assert len(accepted - marked) <= delivery.IN_FLIGHT - 1, (key, accepted - marked)
+        elif what == "accepted":
+            accepted.add(key)
+        else:
+            assert key in accepted  # marked once its server accepted it, not before
+            marked.add(key)
+    assert accepted == marked == set(OutboxMessage.objects.values_list("key", flat=True))
+    assert OutboxMessage.objects.filter(state=OutboxState.SENT).count() == 8
+
+
+@pytest.mark.django_db
+def test_an_error_between_sends_still_records_the_message_on_the_wire(due_emails: Any, monkeypatch: Any) -> None:
+    envelope, calls = rendering.envelope, []
+
+    def failing_second(row: Any, **kw: Any) -> Envelope:
+        calls.append(row.pk)
+        if len(calls) == 2:
+            raise RuntimeError("a template broke")
+        return envelope(row, **kw)
+
+    monkeypatch.setattr(rendering, "envelope", failing_second)
+    with time_machine.travel(paris("2026-02-10", 10), tick=False), pytest.raises(RuntimeError):
+        delivery.outbox_sweep()
+    assert len(mail.outbox) == 1  # the first message went out while the second was rendered
+    sent = OutboxMessage.objects.get(state=OutboxState.SENT)  # ... and it is recorded: no duplicate later
+    assert sent.pk == calls[0] and sent.provider_id == f"<{sent.key}@carnet.localhost>"
+    assert OutboxMessage.objects.filter(state=OutboxState.SENDING).count() == 7  # back after the lease
