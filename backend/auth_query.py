@@ -2,9 +2,10 @@
 
 Every API request authenticates. With the ORM, building the query (user, their patient record,
 and whether the token's session was signed out) costs more CPU than PostgreSQL spends running
-it; here the SQL is built once from the models' metadata, and each row goes through the same
-database converters and ``Model.from_db`` the ORM uses, with the patient cached on the user as
-``select_related("patient")`` would. ``tests/api/test_auth.py`` and the permission matrix cover it.
+it; here the SQL is built once from the models' metadata (and prepared once per connection on
+PostgreSQL, ``backend.prepared``), and each row goes through the same database converters and
+``Model.from_db`` the ORM uses, with the patient cached on the user as ``select_related("patient")``
+would. ``tests/api/test_auth.py`` and the permission matrix cover it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from functools import cache
 from typing import Any
 
 from django.db import connection
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from backend.prepared import Prepared
 from patients.models import Patient, User
 
 
@@ -31,15 +34,18 @@ class _UserQuery:
             f"EXISTS (SELECT 1 FROM {blacklisted} b"  # noqa: S608  # names from the models' metadata
             f" INNER JOIN {outstanding} o ON o.id = b.token_id WHERE o.jti = %s)"
         )
-        patient_user = quote(str(Patient._meta.get_field("user").column))
-        self.id_field = User._meta.get_field("public_id")
+        patient_user_field: Any = Patient._meta.get_field("user")
+        patient_user = quote(str(patient_user_field.column))
+        id_field: Any = User._meta.get_field(jwt_settings.USER_ID_FIELD)  # the token's subject
+        self.id_field = id_field
         # Table and column names come from the models' metadata only.
         self.sql = (
             f"SELECT {', '.join(columns)}, {revoked}"  # noqa: S608
             f" FROM {quote(User._meta.db_table)} u"
             f" LEFT OUTER JOIN {quote(Patient._meta.db_table)} p ON p.{patient_user} = u.{quote('id')}"
-            f" WHERE u.{quote(str(self.id_field.column))} = %s"
+            f" WHERE u.{quote(str(id_field.column))} = %s"
         )
+        self.statement = Prepared("carnet_token_user", self.sql, ("text", str(id_field.db_type(connection))))
         self.converters = [self._converters(field, "u") for field in self.user_fields] + [
             self._converters(field, "p") for field in self.patient_fields
         ]
@@ -52,7 +58,7 @@ class _UserQuery:
     def fetch(self, *, user_id: Any, session: str) -> tuple[User, bool] | None:
         key = self.id_field.get_db_prep_value(self.id_field.to_python(user_id), connection)
         with connection.cursor() as cursor:
-            cursor.execute(self.sql, [session, key])
+            self.statement.run(cursor, [session, key])
             row = cursor.fetchone()
         if row is None:
             return None

@@ -6,8 +6,17 @@
 gunicorn serves the production routes with ``bench.api_settings`` (the production settings plus a
 bench-only URLconf that adds ``/bench/bare``, a bare Django JSON view: the reference). wrk runs
 32 connections for ``--seconds`` per run against ``GET /api/v1/me/plan`` and
-``GET /api/v1/me/booklet`` (JWT of a patient with a full history and plan) and against the bare
-view. Targets: p95 < 50 ms; throughput ratio (endpoint / bare view) ≥ 0.5.
+``GET /api/v1/me/booklet`` (JWT of a patient with a ten-year history: the most doses among the
+first 1,000 planned patients) and against the bare view; then both endpoints again with the
+``If-None-Match`` a polling app sends (304, no body). Targets: p95 < 50 ms; throughput ratio
+(endpoint / bare view) ≥ 0.5. The p95 comes from wrk's latency histogram (Lua ``done`` hook).
+
+Server: sync workers, one per core (``--workers 2``). A request is CPU-bound: about 2 ms of
+Python in the worker and 1 to 2.5 ms in PostgreSQL (measured from /proc during wrk runs), with a
+few sub-millisecond round trips; once both cores are busy, more processes only add context
+switches. On the shared machine, -w 3 and -w 4 were within noise of -w 2. ``--threads N`` runs
+gthread instead (keep-alive): it raised the endpoints' throughput about 1.4x but the tiny bare
+view's about 2.4x, so the ratio fell; keep-alive mostly measures the connection setup it saves.
 """
 
 from __future__ import annotations
@@ -131,12 +140,14 @@ class Gunicorn:
             self.process.wait(timeout=30)
 
 
-def wrk(url: str, *, seconds: int, connections: int, token: str | None) -> dict[str, float]:
+def wrk(
+    url: str, *, seconds: int, connections: int, token: str | None, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA)
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url]
-    if token:
-        command[1:1] = ["-H", f"Authorization: Bearer {token}"]
+    for name, value in {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}.items():
+        command[1:1] = ["-H", f"{name}: {value}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     os.unlink(script.name)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
@@ -150,24 +161,45 @@ def wrk(url: str, *, seconds: int, connections: int, token: str | None) -> dict[
     }
 
 
-def run(*, seconds: int, runs: int, connections: int = 32, workers: int = 2, command: str = "") -> list[Figure]:
+def run(
+    *, seconds: int, runs: int, connections: int = 32, workers: int = 2, threads: int = 1, command: str = ""
+) -> list[Figure]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     token, patient_id = patient_token()
-    results: dict[str, list[dict[str, float]]] = {"plan": [], "booklet": [], "bare": []}
-    with Gunicorn(workers=workers) as server:
+    paths = {"plan": "/api/v1/me/plan", "booklet": "/api/v1/me/booklet", "bare": "/bench/bare"}
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in [*paths, "plan_304", "booklet_304"]}
+    with Gunicorn(workers=workers, threads=threads) as server:
         base = f"http://127.0.0.1:{server.port}"
-        paths = {"plan": "/api/v1/me/plan", "booklet": "/api/v1/me/booklet", "bare": "/bench/bare"}
+        etags, sizes = {}, {}
+        for name in ("plan", "booklet"):  # what a client holds: the body and its ETag
+            request = urllib.request.Request(base + paths[name], headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                sizes[name] = len(response.read())
+                etags[name] = response.headers["ETag"]
         for path in paths.values():  # warm every worker
             wrk(base + path, seconds=1, connections=connections, token=token)
         for _ in range(runs):
             for name, path in paths.items():
                 results[name].append(wrk(base + path, seconds=seconds, connections=connections, token=token))
+            for name in ("plan", "booklet"):  # the app polling with If-None-Match: 304, no body
+                results[f"{name}_304"].append(
+                    wrk(
+                        base + paths[name],
+                        seconds=seconds,
+                        connections=connections,
+                        token=token,
+                        headers={"If-None-Match": etags[name]},
+                    )
+                )
     bare_rps = median(r["rps"] for r in results["bare"])
     counts = scale_counts()
-    scale = f"{connections} clients, gunicorn -w {workers}, {counts['patients']:,} patients"
+    config = f"gunicorn -w {workers}" + (f" --threads {threads} (gthread)" if threads > 1 else " (sync)")
+    scale = f"{connections} clients, {config}, {counts['patients']:,} patients"
     figures = []
-    for name in ("plan", "booklet"):
+    for name in ("plan", "booklet", "plan_304", "booklet_304"):
+        endpoint = name.removesuffix("_304")
+        label = f"GET /api/v1/me/{endpoint} p95" + (", If-None-Match (304)" if name.endswith("_304") else "")
         rps = median(r["rps"] for r in results[name])
         p95 = median(r["p95_ms"] for r in results[name])
         errors = sum(int(r["errors"]) for r in results[name])
@@ -175,7 +207,7 @@ def run(*, seconds: int, runs: int, connections: int = 32, workers: int = 2, com
         figures.append(
             Figure(
                 bench="api",
-                name=f"GET /api/v1/me/{name} p95",
+                name=label,
                 unit="ms",
                 median=p95,
                 # wrk leaves timed-out requests out of its latencies: any error means the target is not met.
@@ -195,6 +227,7 @@ def run(*, seconds: int, runs: int, connections: int = 32, workers: int = 2, com
                     "bare_rps": bare_rps,
                     "errors": errors,
                     "patient": patient_id,
+                    "bytes": sizes[endpoint] if not name.endswith("_304") else 0,
                     "runs": results[name],
                     "bare_runs": results["bare"],
                 },
@@ -207,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: one per core)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default: one per core)")
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (> 1: the gthread worker)")
     args = parser.parse_args(argv)
     setup_django()
     report(
@@ -216,7 +250,9 @@ def main(argv: list[str] | None = None) -> int:
             seconds=args.seconds,
             runs=args.runs,
             workers=args.workers,
-            command=f"python bench/bench_api.py --seconds {args.seconds} --runs {args.runs}",
+            threads=args.threads,
+            command=f"python bench/bench_api.py --seconds {args.seconds} --runs {args.runs}"
+            f" --workers {args.workers} --threads {args.threads}",
         ),
     )
     return 0

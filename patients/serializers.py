@@ -19,6 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
+from backend.prepared import Prepared
 from patients.models import (
     CareTeam,
     Comedication,
@@ -657,16 +658,16 @@ _LISTS_SQL = ", ".join(
 )
 BOOKLET_SQL = (
     f"SELECT json_build_object({_LISTS_SQL})::text"  # noqa: S608  # the models' metadata only
-    " FROM (SELECT id, public_id, %(zone)s::text AS zone FROM patients_patient WHERE id = %(patient_id)s) p"
+    " FROM (SELECT id, public_id, %s::text AS zone FROM patients_patient WHERE id = %s) p"
 )
+_BOOKLET_STATEMENT = Prepared("carnet_booklet", BOOKLET_SQL, ("text", "bigint"))
 
 
 def booklet_json(patient: Patient) -> bytes:
-    """The booklet of ``patient`` as JSON: one statement on PostgreSQL, ``booklet_data`` elsewhere."""
+    """The booklet of ``patient`` as JSON: one prepared statement on PostgreSQL, ``booklet_data`` elsewhere."""
     if connection.vendor != "postgresql":
         return JSONRenderer().render(booklet_data(patient))
     zone = timezone.get_current_timezone()
-    params = {"patient_id": patient.pk, "zone": getattr(zone, "key", str(zone))}
     with connection.cursor() as cursor:
-        cursor.execute(BOOKLET_SQL, params)
+        _BOOKLET_STATEMENT.run(cursor, [getattr(zone, "key", str(zone)), patient.pk])
         return str(cursor.fetchone()[0]).encode()

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from backend.conditional import json_text
+from backend.prepared import Prepared
 from scheduling.models import OPEN_STATUSES, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
 from scheduling.rules.unblock import unblock_hint
@@ -222,9 +223,10 @@ SELECT json_build_object(
     'escalation', i.escalation, 'blocked_by', i.blocked_by
 )::text, i.flags::text, i.blocked_by::text, i.version
 FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.course_id
-WHERE i.patient_id = %(patient_id)s AND i.closed_at IS NULL AND i.status = ANY(%(open)s)
+WHERE i.patient_id = %s AND i.closed_at IS NULL AND i.status IN ({open})
 ORDER BY i.due, i.kind, i.id
-"""
+""".format(open=", ".join(f"'{status}'" for status in OPEN_STATUSES))  # the code's constants
+_OPEN_ITEMS = Prepared("carnet_open_items", _OPEN_ITEMS_SQL, ("bigint",))
 
 
 def open_items_json(patient_id: int, *, lang: str) -> str:
@@ -232,7 +234,7 @@ def open_items_json(patient_id: int, *, lang: str) -> str:
     if connection.vendor != "postgresql":
         return json_text(open_items(patient_id, lang=lang))
     with connection.cursor() as cursor:
-        cursor.execute(_OPEN_ITEMS_SQL, {"patient_id": patient_id, "open": [str(s) for s in OPEN_STATUSES]})
+        _OPEN_ITEMS.run(cursor, [patient_id])
         rows = cursor.fetchall()
     out = []
     for head, flags_text, blocked_text, version in rows:

@@ -166,3 +166,33 @@ def test_staff_plan_and_booklet_have_etags_too(world: World) -> None:
         assert first.status_code == 200, first.content
         assert nurse.get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 304
         assert world.client("nurse2").get(url, HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 404
+
+
+def test_prepared_statements_number_their_placeholders() -> None:
+    from backend.prepared import Prepared
+
+    statement = Prepared("carnet_test", "SELECT %s::int + %s::int", ("int", "int"))
+    assert statement.prepare == "PREPARE carnet_test (int, int) AS SELECT $1::int + $2::int"
+    assert statement.execute == "EXECUTE carnet_test (%s, %s)"
+    with pytest.raises(ValueError):
+        Prepared("carnet_test", "SELECT %s", ())
+    with pytest.raises(ValueError):
+        Prepared("bad name; DROP", "SELECT 1", ())
+
+
+def test_reads_prepare_their_statements_again_in_a_new_session(world: World) -> None:
+    """Prepared statements live in a session; a new one (a reconnect) starts without them."""
+    from django.db import connection
+
+    from backend import prepared
+
+    client = world.client("patient_a")
+    before = {url: client.get(url).content for url in ("/api/v1/me/plan", "/api/v1/me/booklet")}
+    if connection.vendor == "postgresql":
+        assert prepared._prepared.get(connection.connection), "the reads use prepared statements"
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")  # what a new session starts with
+        prepared._prepared.clear()
+    for url, body in before.items():
+        again = client.get(url)
+        assert again.status_code == 200 and again.content == body
