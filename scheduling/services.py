@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from backend.errors import CarnetError
@@ -116,7 +117,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     brief: dict[int, dict[str, _Brief]] = defaultdict(dict)
     for raw in (
         PlanItem.objects.filter(patient_id__in=[p.pk for p in patients])
-        .filter(Q(closed_at__isnull=True) | Q(key__in=planned_keys))
+        .filter(Q(closed_at__isnull=True) | Q(key__in=_one_parameter(planned_keys)))
         .values_list("pk", "patient_id", "key", "fingerprint", "status", "level", "closed_at")
     ):
         brief[raw[1]][raw[2]] = _Brief(*raw)
@@ -204,6 +205,16 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     return result
 
 
+def _one_parameter(values: set[str]) -> Any:
+    """``values`` for an ``__in`` lookup; on PostgreSQL one array parameter rather than one
+    placeholder per value (tens of thousands of keys per batch cost more to bind than to run)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::text[])", [sorted(values)])
+    return values
+
+
 class _Brief(NamedTuple):
     """The narrow read of a stored item: enough to tell whether it changed."""
 
@@ -234,8 +245,8 @@ def _plan_values(plan: engine.Plan) -> dict[str, dict[str, Any]]:
 def fingerprint(values: dict[str, object]) -> int:
     """A signed 64-bit digest of an item's stored values (DATE_FIELDS and STATE_FIELDS).
 
-    Canonical JSON (sorted keys; dates and decimals as text), so values read back from the
-    database give the same digest as the rules' own. A collision (2**-64) would only delay a
+    Canonical JSON (sorted keys; dates and decimals as their ``str``), so values read back from
+    the database give the same digest as the rules' own. A collision (2**-64) would only delay a
     rewrite to the next change of the item.
     """
     raw = json.dumps([values[name] for name in FINGERPRINT_FIELDS], sort_keys=True, default=str, separators=(",", ":"))
