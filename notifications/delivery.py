@@ -330,26 +330,25 @@ def _finish(row: OutboxMessage, token: str, **values: Any) -> bool:
 
 def _with_audit(update: str, params: list[Any]) -> tuple[str, list[Any]]:
     """``update`` (one row) and the audit entry of what it wrote, as django-simple-history writes it."""
-    source, target, table = _audit_columns()
+    source, target, table, date_field = _audit_columns()
     sql = (
         f"WITH done AS ({update} RETURNING {source}) "  # noqa: S608  # names from the models, values are parameters
         f"INSERT INTO {table} ({target}) SELECT {source}, %s, %s, %s, NULL FROM done"
     )
-    history = OutboxMessage.history.model
-    date = history._meta.get_field("history_date").get_db_prep_save(timezone.now(), connection)
-    return sql, [*params, date, AUDIT_REASON, "~"]
+    return sql, [*params, date_field.get_db_prep_save(timezone.now(), connection), AUDIT_REASON, "~"]
 
 
 @functools.cache
-def _audit_columns() -> tuple[str, str, str]:
-    """The outbox columns an audit entry copies, the history columns they go to (then its own), its table."""
+def _audit_columns() -> tuple[str, str, str, models.Field[Any, Any]]:
+    """The outbox columns an audit entry copies, the history columns they go to (then its own), its
+    table and its date field (``OutboxMessage.history`` builds a manager class on each access: once)."""
     history = OutboxMessage.history.model
     quote = connection.ops.quote_name
     fields = history.tracked_fields
     source = ", ".join(quote(f.column) for f in fields)
     own = ("history_date", "history_change_reason", "history_type", "history_user")
     target = ", ".join(quote(history._meta.get_field(name).column) for name in [*(f.name for f in fields), *own])
-    return source, target, quote(history._meta.db_table)
+    return source, target, quote(history._meta.db_table), history._meta.get_field("history_date")
 
 
 @functools.cache
@@ -358,12 +357,14 @@ def _outbox_columns() -> dict[str, models.Field[Any, Any]]:
 
 
 # Sending overlaps the bookkeeping. One sender thread per channel of a batch does the transport's
-# I/O for message n while this thread writes message n-1's outcome and renders message n+1 (the
-# database stays on this thread's connection, inside the caller's transaction if any). So a
-# message's mark follows its server's acceptance by at most one send, and a process killed at
-# any moment leaves at most ``IN_FLIGHT`` accepted messages without their mark: the one on the
-# wire and the one whose mark is being written. A row goes to the same device or address as the
-# message on the wire only once that message's outcome is known (a 410 or a bounce cancels it).
+# I/O for message n while this thread writes message n-1's outcome and renders and prepares
+# message n+1 (``Transport.prepare``: MIME bytes, encryption; the sender thread mostly waits on a
+# socket, so the two seldom want the GIL at once). The database stays on this thread's
+# connection, inside the caller's transaction if any. So a message's mark follows its server's
+# acceptance by at most one send, and a process killed at any moment leaves at most
+# ``IN_FLIGHT`` accepted messages without their mark: the one on the wire and the one whose mark
+# is being written. A row goes to the same device or address as the message on the wire only
+# once that message's outcome is known (a 410 or a bounce cancels it).
 IN_FLIGHT = 2
 
 
@@ -438,6 +439,10 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                         active, read_at = _active_devices(device_ids - gone_devices), time.monotonic()
                     to, first_name, p256dh, auth = _address(row)
                     message = rendering.envelope(row, to=to, first_name=first_name, p256dh=p256dh, auth=auth)
+                    try:
+                        send = transport.prepare(message)  # the CPU work stays on this thread
+                    except TransportError as exc:
+                        send = functools.partial(_raise, exc)  # recorded in turn, like any refusal
                     if on_wire is not None:
                         accepted, on_wire = outcome(on_wire), None
                     if (row.device_id and (row.device_id in gone_devices or row.device_id not in active)) or (
@@ -447,7 +452,7 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                             stats.cancelled += 1
                             audited.append(row)
                     else:
-                        on_wire = _Sending(row, to, sender.submit(transport.send, message))
+                        on_wire = _Sending(row, to, sender.submit(send))
                     if accepted is not None:
                         mark_sent(accepted)  # while this row is on the wire
                         accepted = None
@@ -473,6 +478,10 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
     if undeliverable:
         _tell_staff(undeliverable)
     return stats
+
+
+def _raise(exc: Exception) -> str:
+    raise exc
 
 
 @dataclass

@@ -7,6 +7,8 @@ retry (``permanent=True``: 410 Gone, an unregistered token, a bounced address).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -58,3 +60,13 @@ class Transport:
 
     def send(self, message: Envelope) -> str:
         raise NotImplementedError
+
+    def prepare(self, message: Envelope) -> Callable[[], str]:
+        """``message`` made ready to go, as a call that sends it: ``send(message)`` in two halves.
+
+        Delivery prepares message n+1 on its own thread while a sender thread has message n on
+        the wire, so a transport puts its CPU work here (MIME bytes, encryption) and leaves the
+        call mostly waiting on a socket; the call may run on another thread than this. A message
+        that can never go may raise ``TransportError`` here already. The default defers it all.
+        """
+        return functools.partial(self.send, message)

@@ -1,8 +1,9 @@
 """Email through Django's SMTP backend: HTML and text, the row key as ``Message-ID``.
 
 One SMTP session per batch. With Django's SMTP backend a text + HTML message is written by
-``mime_bytes`` (the bytes Django would write, without its per-header cost) and goes straight to
-the open session; any other backend, or any other message, takes Django's own path.
+``mime_bytes`` (the bytes Django would write, without its per-header cost) in ``prepare``, on the
+delivering thread, and goes straight to the open session from the sender thread; any other
+backend, or any other message, takes Django's own path.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 import re
 import smtplib
 import uuid
+from collections.abc import Callable
 from email.policy import compat32
 from email.utils import formatdate
 from typing import Any
@@ -49,8 +51,10 @@ class EmailTransport(Transport):
         self.open()
 
     def send(self, message: Envelope) -> str:
-        if self.connection is None:
-            self.open()
+        return self.prepare(message)()
+
+    def prepare(self, message: Envelope) -> Callable[[], str]:
+        """The message and its bytes, built here; the SMTP dialogue, in the call."""
         domain = getattr(settings, "NOTIFY_MESSAGE_ID_DOMAIN", "carnet.localhost")
         message_id = f"<{message.key}@{domain}>"
         email = EmailMultiAlternatives(
@@ -63,8 +67,19 @@ class EmailTransport(Transport):
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")
+        raw = to = None
+        if (self.connection is None or isinstance(self.connection, SmtpBackend)) and email.recipients():
+            raw = mime_bytes(email)
+            to = message.to if PLAIN_ADDRESS.fullmatch(message.to) else sanitize_address(message.to, "utf-8")
+            if self.sender is None:
+                self.sender = sanitize_address(email.from_email, "utf-8")
+        return functools.partial(self._send, email, raw, to, message_id)
+
+    def _send(self, email: EmailMultiAlternatives, raw: bytes | None, to: str | None, message_id: str) -> str:
+        if self.connection is None:
+            self.open()
         try:
-            sent = self._sendmail(email, message)
+            sent = self._sendmail(email, raw, to)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _msg in exc.recipients.values()]
             self._reset()
@@ -81,17 +96,12 @@ class EmailTransport(Transport):
             raise TransportError("SMTP backend accepted nothing")
         return message_id
 
-    def _sendmail(self, email: EmailMultiAlternatives, message: Envelope) -> int:
+    def _sendmail(self, email: EmailMultiAlternatives, raw: bytes | None, to: str | None) -> int:
         """What ``EmailBackend._send`` does, on the open session; any other backend sends as usual."""
-        backend = self.connection
-        raw = None
-        if isinstance(backend, SmtpBackend) and backend.connection is not None and email.recipients():
-            raw = mime_bytes(email)
-        if raw is None:
+        backend = email.connection = self.connection  # a failure may have replaced it since ``prepare``
+        smtp = isinstance(backend, SmtpBackend) and backend.connection is not None
+        if raw is None or to is None or self.sender is None or not smtp:
             return int(email.send())  # connects (and raises) like Django; locmem and console in tests
-        if self.sender is None:
-            self.sender = sanitize_address(email.from_email, "utf-8")
-        to = message.to if PLAIN_ADDRESS.fullmatch(message.to) else sanitize_address(message.to, "utf-8")
         backend.connection.sendmail(self.sender, [to], raw)
         return 1
 

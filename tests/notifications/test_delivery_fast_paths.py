@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from notifications import delivery, rendering, services
 from notifications.models import OutboxMessage, OutboxState
 from notifications.transports import Envelope, transport_for
+from notifications.transports import email as email_transport
 from notifications.transports import webpush as webpush_transport
 from notifications.transports.email import EmailTransport, mime_bytes
 
@@ -202,31 +203,39 @@ def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
 
 
 @pytest.mark.django_db
-def test_a_mark_follows_its_send_by_at_most_one_message(due_emails: Any, monkeypatch: Any) -> None:
+def test_a_mark_follows_its_send_by_at_most_one_message(due_emails: Any, use_smtp: Any, monkeypatch: Any) -> None:
     events: list[tuple[str, str, str]] = []  # (what, row key, thread), from both threads
-    finish, send = delivery._finish, EmailTransport.send
+    finish, send = delivery._finish, EmailTransport._send
 
     def recording_finish(row: Any, token: str, **values: Any) -> bool:
         events.append(("mark", row.key, threading.current_thread().name))
         return finish(row, token, **values)
 
-    def recording_send(self: Any, message: Envelope) -> str:
-        events.append(("send", message.key, threading.current_thread().name))
-        provider_id = send(self, message)
-        events.append(("accepted", message.key, threading.current_thread().name))
+    def recording_send(self: Any, email: Any, *args: Any) -> str:  # the SMTP dialogue of a prepared message
+        key = email.extra_headers["X-Carnet-Key"]
+        events.append(("send", key, threading.current_thread().name))
+        provider_id = send(self, email, *args)
+        events.append(("accepted", key, threading.current_thread().name))
         return provider_id
 
+    def recording_mime_bytes(email: Any) -> bytes | None:
+        events.append(("build", email.extra_headers["X-Carnet-Key"], threading.current_thread().name))
+        return mime_bytes(email)
+
     monkeypatch.setattr(delivery, "_finish", recording_finish)
-    monkeypatch.setattr(EmailTransport, "send", recording_send)
+    monkeypatch.setattr(email_transport, "mime_bytes", recording_mime_bytes)
+    monkeypatch.setattr(EmailTransport, "_send", recording_send)
     with time_machine.travel(paris("2026-02-10", 10), tick=False):
         stats = delivery.outbox_sweep()
-    assert stats.sent == 8 and len(mail.outbox) == 8
+    assert stats.sent == 8 and use_smtp.count == 8 and use_smtp.duplicates() == 0
     here = threading.current_thread().name
-    assert {thread for what, _, thread in events if what == "mark"} == {here}  # the database stays here
-    assert here not in {thread for what, _, thread in events if what != "mark"}  # the sender thread sends
+    assert {thread for what, _, thread in events if what in ("mark", "build")} == {here}  # database, CPU work
+    assert here not in {thread for what, _, thread in events if what in ("send", "accepted")}  # the sender's I/O
     accepted: set[str] = set()
     marked: set[str] = set()
     for what, key, _thread in events:
+        if what == "build":
+            continue
         if what == "send":
             # When a message goes out, at most the previous one still waits for its mark.
             assert len(accepted - marked) <= delivery.IN_FLIGHT - 1, (key, accepted - marked)
@@ -256,3 +265,44 @@ def test_an_error_between_sends_still_records_the_message_on_the_wire(due_emails
     sent = OutboxMessage.objects.get(state=OutboxState.SENT)  # ... and it is recorded: no duplicate later
     assert sent.pk == calls[0] and sent.provider_id == f"<{sent.key}@carnet.localhost>"
     assert OutboxMessage.objects.filter(state=OutboxState.SENDING).count() == 7  # back after the lease
+
+
+@pytest.mark.parametrize("p256dh", ["not base64 at all!", "AAAA", ""])
+def test_malformed_subscription_keys_are_permanent_and_send_nothing(use_push: Any, p256dh: str) -> None:
+    from notifications.transports import TransportError
+
+    sub = use_push.subscribe()
+    with pytest.raises(TransportError) as exc:
+        transport_for("webpush").send(
+            Envelope(key=KEY, channel="webpush", to=sub.endpoint, language="fr", p256dh=p256dh, auth=sub.auth)
+        )
+    assert exc.value.permanent and "invalid subscription" in exc.value.message
+    assert use_push.count == 0 and not use_push.rejected  # nothing went out
+
+
+def test_push_goes_out_on_one_keep_alive_connection_per_batch(use_push: Any) -> None:
+    subs = [use_push.subscribe() for _ in range(3)]
+    transport = transport_for("webpush")
+    transport.open()
+    try:
+        ids = [
+            transport.send(
+                Envelope(
+                    key=f"{n}{KEY[1:]}",
+                    channel="webpush",
+                    to=sub.endpoint,
+                    language="fr",
+                    push_body="b",
+                    p256dh=sub.p256dh,
+                    auth=sub.auth,
+                )
+            )
+            for n, sub in enumerate(subs)
+        ]
+        pools = transport.pools  # type: ignore[attr-defined]  # WebPushTransport's own
+        pool = pools.connection_from_url(use_push.origin)
+        assert pool.num_connections == 1 and pool.num_requests == 3
+    finally:
+        transport.close()
+    assert use_push.count == 3 and not use_push.rejected
+    assert all(i.startswith(f"{use_push.origin}/msg/") for i in ids)  # the Location the service answered
