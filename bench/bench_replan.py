@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,6 +34,22 @@ def sample_ids(count: int) -> list[int]:
     from patients.models import Patient
 
     return list(Patient.objects.order_by("pk").values_list("pk", flat=True)[:count])
+
+
+@contextmanager
+def count_writes() -> Iterator[Counter[str]]:
+    """Count INSERT/UPDATE/DELETE statements sent while the block runs."""
+    from django.db import connection
+
+    counts: Counter[str] = Counter()
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if sql.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            counts["statements"] += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield counts
 
 
 def engine_only(ids: list[int]) -> tuple[float, float]:
@@ -64,7 +84,10 @@ def run(*, sample: int, runs: int, command: str = "") -> list[Figure]:
     ids = sample_ids(sample)
     if not ids:
         raise SystemExit("no patients: load some first (bench/load.py)")
-    first, _ = timed(lambda: plans_rebuild(patient_ids=ids))  # builds any missing plan; warms caches
+    # The first pass builds any missing plan and warms caches. After bench/load.py it must write
+    # nothing: the loaded plans are what the production path computes (the loader's check).
+    with count_writes() as writes:
+        first, _ = timed(lambda: plans_rebuild(patient_ids=ids))
     times = repeat(lambda: plans_rebuild(patient_ids=ids), runs=runs, warmup=0)
     rate = len(ids) / median(times)
     read, compute = engine_only(ids)
@@ -86,6 +109,7 @@ def run(*, sample: int, runs: int, command: str = "") -> list[Figure]:
             command=command,
             extra={
                 "first_pass_patients_per_s": len(ids) / first,
+                "first_pass_write_statements": writes["statements"],
                 "plan_inputs_ms_per_patient": 1000 * read / len(ids),
                 "compute_plan_ms_per_patient": 1000 * compute / len(ids),
                 "run_seconds": times,
