@@ -4,6 +4,8 @@ PostgreSQL renders the booklet's JSON (``patients.serializers.booklet_json``); t
 short and the same for every instant. An inlinable SQL function: no call overhead. PostgreSQL only.
 """
 
+from typing import Any
+
 from django.db import migrations
 
 CREATE = r"""
@@ -28,12 +30,12 @@ DROP FUNCTION IF EXISTS carnet_utc_offset(timestamptz, text);
 """
 
 
-def create(apps, schema_editor):
+def create(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(CREATE)
 
 
-def drop(apps, schema_editor):
+def drop(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(DROP)
 

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.api.conftest import World, day_ago, days_ago
 
 
-def _by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _by_id(rows: Any) -> dict[str, dict[str, Any]]:
     return {row["id"]: dict(row) for row in rows}
 
 
