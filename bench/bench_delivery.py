@@ -16,8 +16,8 @@ VAPID or decryption rejection). Rows and devices are restored afterwards.
 
 References, in the same run, against the same servers:
 - email: a bare smtplib loop on one connection sending the same number of messages, built once
-  from the same rendered subject/text/HTML with the standard library (To and Message-ID swapped
-  in per message), ``sendmail`` each;
+  from the same rendered subject/text/HTML with the standard library, with the same headers and
+  8-bit bodies as ours (To, Message-ID and key swapped in per message), ``sendmail`` each;
 - push: the same number of pushes with ``http_ece`` (a fresh ECDH key per message, as RFC 8291
   requires) and one keep-alive ``requests`` session, the VAPID header signed once.
 Target: at least 500 messages/s per worker process; email ratio (ours / smtplib) ≥ 0.5.
@@ -39,9 +39,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from email.charset import Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -265,25 +267,35 @@ class Sample:
 
 
 def smtplib_loop(sample: Sample, port: int, count: int) -> None:
-    """The email reference: one connection, a message built once, To and Message-ID swapped in."""
+    """The email reference: one connection, a message built once, To, Message-ID and key swapped in.
+
+    The same message for the server to read as ours: the same headers (Date, X-Carnet-Key,
+    Auto-Submitted; a Message-ID as long) and 8-bit UTF-8 bodies, as Django writes them.
+    """
     from django.conf import settings
 
+    utf8 = Charset("utf-8")
+    utf8.body_encoding = None  # 8bit, as Django writes a UTF-8 body
     template = MIMEMultipart("alternative")
     template["Subject"] = Header(sample.subject, "utf-8").encode()
     template["From"] = settings.DEFAULT_FROM_EMAIL
     template["To"] = "@TO@"
+    template["Date"] = formatdate()
     template["Message-ID"] = "@ID@"
-    template.attach(MIMEText(sample.text, "plain", "utf-8"))
-    template.attach(MIMEText(sample.html, "html", "utf-8"))
+    template["X-Carnet-Key"] = "@KEY@"
+    template["Auto-Submitted"] = "auto-generated"
+    template.attach(MIMEText(sample.text, "plain", utf8))
+    template.attach(MIMEText(sample.html, "html", utf8))
     raw = template.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
         for index in range(count):
             to = sample.addresses[index % len(sample.addresses)]
-            message_id = f"<ref-{uuid.uuid4().hex}@bench.carnet.localhost>"
+            key = uuid.uuid4().hex * 2  # 64 hex digits, as a row key
+            message_id = f"<{key}@bench.carnet.localhost>"
             client.sendmail(
                 settings.DEFAULT_FROM_EMAIL,
                 [to],
-                raw.replace(b"@TO@", to.encode()).replace(b"@ID@", message_id.encode()),
+                raw.replace(b"@TO@", to.encode()).replace(b"@ID@", message_id.encode()).replace(b"@KEY@", key.encode()),
             )
 
 
@@ -479,6 +491,7 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
                 extra={
                     "messages": n,
                     "batch": batch,
+                    "in_flight": delivery.IN_FLIGHT,  # accepted messages a killed worker may leave unmarked
                     # CPU per message of this process (the worker) and of the loopback servers, load aside.
                     "worker_cpu_ms_per_message": 1000 * median(cpu[channel]) / n,
                     "server_cpu_ms_per_message": 1000 * median(server_cpu[channel]) / n,

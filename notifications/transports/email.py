@@ -114,6 +114,8 @@ PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 )
 PLAIN_HEADER = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")  # printable ASCII, single spaces
+# One word of printable ASCII without the "," and ";" at which folding may split it.
+LONG_WORD = re.compile(r"[\x21-\x2b\x2d-\x3a\x3c-\x7e]{1,900}")
 LINE_LIMIT = 998  # RFC 5322; Django switches a body with a longer line to quoted-printable
 FOLD = compat32.clone(linesep="\r\n")  # the policy Django's messages are written with
 PART = 'Content-Type: text/{}; charset="utf-8"\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: {}\r\n\r\n'
@@ -122,8 +124,11 @@ PART = 'Content-Type: text/{}; charset="utf-8"\r\nMIME-Version: 1.0\r\nContent-T
 def _line(name: str, value: str) -> str:
     """``name: value`` as Django writes it: its header checks, then the standard library's folding."""
     name, value = forbid_multi_line_headers(name, value, "utf-8")
-    if len(name) + 2 + len(value) <= 78 and PLAIN_HEADER.fullmatch(value):
-        return f"{name}: {value}\r\n"  # what folding gives a short plain value, without its cost
+    if PLAIN_HEADER.fullmatch(value):
+        if len(name) + 2 + len(value) <= 78:
+            return f"{name}: {value}\r\n"  # what folding gives a short plain value, without its cost
+        if LONG_WORD.fullmatch(value) and "=?" not in value:
+            return f"{name}: \r\n {value}\r\n"  # one long word (the Message-ID) goes whole to the next line
     return str(FOLD.fold(name, value))
 
 

@@ -87,6 +87,17 @@ def test_mime_bytes_match_django_on_awkward_headers_and_line_endings(
     assert fast == _as_django_writes_it(message, fast)
 
 
+@pytest.mark.parametrize("name", ["Message-ID", "X-Carnet-Key", "To"])
+@pytest.mark.parametrize("length", [1, 40, 60, 64, 65, 66, 67, 70, 100, 200, 899])
+@pytest.mark.parametrize("filler", ["0123456789abcdef", "a.b-c_d+e=f/g!h#", "<>@:x", "a,b;c", "=?utf-8?q?x?="])
+def test_header_lines_fold_as_the_standard_library_folds_them(name: str, length: int, filler: str) -> None:
+    value = (filler * (length // len(filler) + 1))[:length]
+    assert email_transport._line(name, value) == email_transport.FOLD.fold(name, value)
+    assert email_transport._line(name, f"<{value}@carnet.localhost>") == email_transport.FOLD.fold(
+        name, f"<{value}@carnet.localhost>"
+    )
+
+
 def test_mime_bytes_leave_the_unusual_to_django() -> None:
     assert mime_bytes(_email("x", "a" * 999, "<p>h</p>")) is None  # a line Django would quote-print
     assert mime_bytes(_email("x", "t", "<p>h</p>", cc=["c@example.org"])) is None
