@@ -1,17 +1,21 @@
 """Email through Django's SMTP backend: HTML and text, the row key as ``Message-ID``.
 
-One SMTP session per batch. With Django's SMTP backend a text + HTML message is written by
-``mime_bytes`` (the bytes Django would write, without its per-header cost) in ``prepare``, on the
-delivering thread, and goes straight to the open session from the sender thread; any other
-backend, or any other message, takes Django's own path.
+One SMTP session per process, kept between batches (``_take_kept``). With Django's SMTP
+backend a text + HTML message is written by ``mime_bytes`` (the bytes Django would write,
+without its per-header cost) in ``prepare``, on the delivering thread, and goes straight to the
+open session from the sender thread; any other backend, or any other message, takes Django's
+own path.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import os
 import re
 import smtplib
+import threading
 import uuid
 from collections.abc import Callable
 from email.policy import compat32
@@ -34,20 +38,25 @@ class EmailTransport(Transport):
         self.sender: str | None = None  # DEFAULT_FROM_EMAIL, sanitised once per batch
 
     def open(self) -> None:
-        """One SMTP session for the whole batch; if the server is down, each send says so."""
-        self.connection = get_connection(fail_silently=False)
+        """The process's SMTP session, kept from the last batch if it still answers, else a new one.
+
+        If the server is down, each send says so.
+        """
+        self.connection = _take_kept() or get_connection(fail_silently=False)
         with contextlib.suppress(smtplib.SMTPException, OSError):
-            self.connection.open()
+            self.connection.open()  # nothing to do on a kept session: it is open
 
     def close(self) -> None:
+        """Keep the session for the process's next batch."""
         if self.connection is not None:
-            with contextlib.suppress(Exception):  # a broken connection needs no clean close
-                self.connection.close()
+            _keep(self.connection)
             self.connection = None
 
     def _reset(self) -> None:
         """Forget a connection that failed, so the next message reconnects."""
-        self.close()
+        if self.connection is not None:
+            _quit(self.connection)
+            self.connection = None
         self.open()
 
     def send(self, message: Envelope) -> str:
@@ -104,6 +113,69 @@ class EmailTransport(Transport):
             return int(email.send())  # connects (and raises) like Django; locmem and console in tests
         backend.connection.sendmail(self.sender, [to], raw)
         return 1
+
+
+# --- the session kept between batches ---------------------------------------------------------
+
+# A batch of 100 opened its own session: connect, EHLO, QUIT, and the server's session setup
+# each time (and with STARTTLS and AUTH, a TLS handshake and a login). The process keeps one
+# session instead; a batch takes it (checked with a NOOP, one round trip: a server may have
+# closed it meanwhile) and gives it back. Taken, it is nobody else's: concurrent batches of a
+# threaded worker each get their own, and the last one given back is kept.
+_kept_lock = threading.Lock()
+_kept: tuple[tuple[Any, ...], int, Any] | None = None  # (settings it was made with, process id, backend)
+
+
+def _session_settings() -> tuple[Any, ...]:
+    return tuple(getattr(settings, f"EMAIL_{name}", None) for name in SESSION_SETTINGS + SESSION_SETTINGS_MORE)
+
+
+# A session made with other settings (a test's server, a changed relay) is not reused.
+SESSION_SETTINGS = ("BACKEND", "HOST", "PORT", "HOST_USER", "HOST_PASSWORD", "USE_TLS", "USE_SSL")
+SESSION_SETTINGS_MORE = ("TIMEOUT", "SSL_CERTFILE", "SSL_KEYFILE")
+
+
+def _quit(backend: Any) -> None:
+    with contextlib.suppress(Exception):  # a broken connection needs no clean close
+        backend.close()
+
+
+def _take_kept() -> Any:
+    """The kept session if it was made with today's settings, by this process, and answers NOOP; else None."""
+    global _kept
+    with _kept_lock:
+        kept, _kept = _kept, None
+    if kept is None:
+        return None
+    made_with, pid, backend = kept
+    if pid != os.getpid():
+        return None  # inherited through fork: the parent's socket, not ours to use or close
+    if made_with == _session_settings() and backend.connection is not None:
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            if backend.connection.noop()[0] == 250:
+                return backend
+    _quit(backend)
+    return None
+
+
+def _keep(backend: Any) -> None:
+    """Keep ``backend``'s open SMTP session for the next batch (any other backend is closed)."""
+    global _kept
+    if not isinstance(backend, SmtpBackend) or backend.connection is None:
+        _quit(backend)
+        return
+    with _kept_lock:
+        previous, _kept = _kept, (_session_settings(), os.getpid(), backend)
+    if previous is not None and previous[1] == os.getpid():
+        _quit(previous[2])
+
+
+@atexit.register
+def _quit_kept() -> None:
+    global _kept
+    kept, _kept = _kept, None
+    if kept is not None and kept[1] == os.getpid():
+        _quit(kept[2])
 
 
 # --- the message's bytes ----------------------------------------------------------------------

@@ -317,3 +317,44 @@ def test_push_goes_out_on_one_keep_alive_connection_per_batch(use_push: Any) -> 
         transport.close()
     assert use_push.count == 3 and not use_push.rejected
     assert all(i.startswith(f"{use_push.origin}/msg/") for i in ids)  # the Location the service answered
+
+
+def _send_one(transport: Any, n: int) -> str:
+    text = "Bonjour,\n"
+    message = Envelope(
+        key=f"{n}{KEY[1:]}", channel="email", to=f"p{n}@example.org", language="fr", subject="s", text=text, html=text
+    )
+    return str(transport.send(message))
+
+
+def test_the_smtp_session_is_kept_between_batches_and_replaced_when_dead(use_smtp: Any) -> None:
+    first = transport_for("email")
+    first.open()
+    _send_one(first, 1)
+    session = first.connection  # type: ignore[attr-defined]  # EmailTransport's own
+    first.close()
+    second = transport_for("email")
+    second.open()
+    assert second.connection is session  # type: ignore[attr-defined]  # the next batch reuses it
+    _send_one(second, 2)
+    second.close()
+    use_smtp.stop()  # the server goes away (or times the idle session out) and comes back
+    use_smtp.start()
+    third = transport_for("email")
+    third.open()
+    assert third.connection is not session  # type: ignore[attr-defined]  # NOOP failed: a new session
+    _send_one(third, 3)
+    third.close()
+    assert use_smtp.count == 3 and use_smtp.duplicates() == 0
+
+
+def test_a_kept_session_is_not_used_with_other_settings(use_smtp: Any, settings: Any) -> None:
+    first = transport_for("email")
+    first.open()
+    session = first.connection  # type: ignore[attr-defined]  # EmailTransport's own
+    first.close()
+    settings.EMAIL_HOST_USER = "someone-else"
+    second = transport_for("email")
+    second.open()
+    assert second.connection is not session  # type: ignore[attr-defined]
+    second.close()
