@@ -10,7 +10,8 @@ wanted (``_why_not`` says so), are claimed before each run in batches of ``NOTIF
 (state ``sending``, a claim token, a lease), untimed; the chosen devices are pointed at the
 loopback endpoint with subscription keys it can decrypt with, and a fresh VAPID key signs. A run
 is the production ``notifications.delivery.outbox_deliver`` over every batch, timed per channel:
-rendering, the checks against the world, the transport, the per-row outcome and the audit rows.
+rendering, the checks against the world, the transport (its I/O on a sender thread, overlapping
+the rest), the per-row outcome and its audit row.
 What the servers received must equal what was sent (distinct Message-IDs, distinct Topics, no
 VAPID or decryption rejection). Rows and devices are restored afterwards.
 
@@ -19,7 +20,7 @@ References, in the same run, against the same servers:
   from the same rendered subject/text/HTML with the standard library, with the same headers and
   8-bit bodies as ours (To, Message-ID and key swapped in per message), ``sendmail`` each;
 - push: the same number of pushes with ``http_ece`` (a fresh ECDH key per message, as RFC 8291
-  requires) and one keep-alive ``requests`` session, the VAPID header signed once.
+  requires) on one keep-alive urllib3 connection (the client ours uses), the VAPID header signed once.
 Target: at least 500 messages/s per worker process; email ratio (ours / smtplib) ≥ 0.5.
 """
 
@@ -300,15 +301,15 @@ def smtplib_loop(sample: Sample, port: int, count: int) -> None:
 
 
 def webpush_loop(sample: Sample, vapid: Any, origin: str, count: int) -> None:
-    """The push reference: http_ece per message, one keep-alive session, one VAPID header."""
+    """The push reference: http_ece per message, one keep-alive urllib3 connection, one VAPID header."""
     import http_ece  # type: ignore[import-untyped]  # no stubs
-    import requests
+    import urllib3
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from tests.e2e.servers.webpush import unb64url
 
     headers = vapid.sign({"sub": "mailto:bench@carnet.localhost", "aud": origin, "exp": int(time.time()) + 3600})
-    with requests.Session() as session:
+    with urllib3.PoolManager(maxsize=1) as pools:
         for index in range(count):
             endpoint, p256dh, auth = sample.subscriptions[index % len(sample.subscriptions)]
             body = http_ece.encrypt(
@@ -318,9 +319,10 @@ def webpush_loop(sample: Sample, vapid: Any, origin: str, count: int) -> None:
                 auth_secret=unb64url(auth),
                 version="aes128gcm",
             )
-            response = session.post(
+            response = pools.request(
+                "POST",
                 endpoint,
-                data=body,
+                body=body,
                 headers={
                     **headers,
                     "Content-Encoding": "aes128gcm",
@@ -329,9 +331,10 @@ def webpush_loop(sample: Sample, vapid: Any, origin: str, count: int) -> None:
                     "Urgency": "normal",
                 },
                 timeout=10,
+                retries=False,
             )
-            if response.status_code != 201:
-                raise RuntimeError(f"reference push refused: {response.status_code} {response.text}")
+            if response.status != 201:
+                raise RuntimeError(f"reference push refused: {response.status} {response.data!r}")
 
 
 def sample_of(claims: list[tuple[str, list[Any]]], push_ids: set[int]) -> Sample:
@@ -465,7 +468,7 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
     figures = []
     for channel, reference, n, label in (
         ("email", "smtplib", len(email_ids), "bare smtplib loop, one connection, prebuilt MIME"),
-        ("push", "http_ece", len(push_ids), "http_ece + one keep-alive session, VAPID signed once"),
+        ("push", "http_ece", len(push_ids), "http_ece + one keep-alive urllib3 connection, VAPID signed once"),
     ):
         if not n:
             continue
