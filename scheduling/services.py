@@ -139,6 +139,10 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     result = SyncResult()
     to_create: list[PlanItem] = []
     to_update: list[PlanItem] = []
+    fingerprinted: list[PlanItem] = []  # values unchanged, only the fingerprint to store
+    # Only the columns some row changed are written: Django's bulk_update sends one CASE per
+    # column, so a nightly status shift should not rewrite dates, keys and flags.
+    columns: set[str] = {"fingerprint", "updated_at"}
     for patient in patients:
         rows = stored[patient.pk]
         known = brief[patient.pk]
@@ -159,14 +163,18 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             if not changed:
                 if row.fingerprint != values["fingerprint"]:  # an older row without one
                     row.fingerprint = values["fingerprint"]
-                    to_update.append(row)
+                    fingerprinted.append(row)
                 continue
+            columns.update(name for name, value in values.items() if getattr(row, name) != value)
             for name, value in values.items():
                 setattr(row, name, value)
-            row.closed_at = None
+            if row.closed_at is not None:
+                row.closed_at = None
+                columns.add("closed_at")
             if moved:
                 row.version += 1
                 row.dates_changed_at = moment
+                columns.update(("version", "dates_changed_at"))
                 result.moved.append(row)
             row.updated_at = moment
             to_update.append(row)
@@ -177,16 +185,15 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             row.status = ItemStatus.DONE if _fulfilled(row, inputs[patient.pk]) else ItemStatus.CANCELLED
             row.closed_at = moment
             row.updated_at = moment
+            columns.update(("status", "closed_at"))
             to_update.append(row)
             result.closed.append(row)
     if to_create:
         PlanItem.objects.bulk_create(to_create, batch_size=1000)
     if to_update:
-        PlanItem.objects.bulk_update(
-            to_update,
-            [*DATE_FIELDS, *STATE_FIELDS, "fingerprint", "version", "dates_changed_at", "closed_at", "updated_at"],
-            batch_size=1000,
-        )
+        PlanItem.objects.bulk_update(to_update, sorted(columns), batch_size=1000)
+    if fingerprinted:
+        PlanItem.objects.bulk_update(fingerprinted, ["fingerprint"], batch_size=1000)
     if result.closed:
         from scheduling.appointments import appointments_close_for_items
 
