@@ -464,6 +464,14 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     return out
 
 
+def _plan_pass(ids: list[int], *, chunk: int, workers: int, progress: bool, what: str) -> Counter[str]:
+    """Plan ``ids`` with the production code (``_plan_chunk``), ``chunk`` patients per transaction."""
+    tasks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
+    return _run(
+        _plan_chunk, tasks, workers=workers, total=len(ids), desc=f"plans ({what})", key="planned", progress=progress
+    )
+
+
 def _run(fn: Any, tasks: list[Any], *, workers: int, total: int, desc: str, key: str, progress: bool) -> Counter[str]:
     from django.db import connections
     from tqdm import tqdm
@@ -604,15 +612,7 @@ def load(
                 totals["stories"] = len(groups)
                 with BulkMode(PLAN_TABLES, drop=False):
                     totals.update(
-                        _run(
-                            _plan_chunk,
-                            [firsts[i : i + chunk] for i in range(0, len(firsts), chunk)],
-                            workers=workers,
-                            total=len(firsts),
-                            desc="plans (one per story)",
-                            key="planned",
-                            progress=progress,
-                        )
+                        _plan_pass(firsts, chunk=chunk, workers=workers, progress=progress, what="one per story")
                     )
                 plan_copies.snapshot_firsts(firsts)
                 with BulkMode(PLAN_TABLES):
@@ -630,17 +630,7 @@ def load(
                 plan_copies.snapshots_drop()
             else:
                 with BulkMode(PLAN_TABLES, drop=False) if bulk else nullcontext():
-                    totals.update(
-                        _run(
-                            _plan_chunk,
-                            [ids[i : i + chunk] for i in range(0, len(ids), chunk)],
-                            workers=workers,
-                            total=len(ids),
-                            desc="plans",
-                            key="planned",
-                            progress=progress,
-                        )
-                    )
+                    totals.update(_plan_pass(ids, chunk=chunk, workers=workers, progress=progress, what="all"))
         totals["plans_seconds"] = round(time.perf_counter() - plan_started, 1)
         analyze()
     totals["seconds"] = round(time.perf_counter() - started, 1)
