@@ -122,7 +122,10 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     ):
         brief[raw[1]][raw[2]] = _Brief(*raw)
     wanted: dict[int, dict[str, dict[str, Any]]] = {}
-    whole: set[int] = set()  # rows to load whole: changed, to close, or with a level (escalations)
+    whole: set[int] = set()  # rows to load whole: changed or to close
+    # Unchanged rows on an escalation ladder: the stored values are the planned ones (same
+    # fingerprint), so the ladder check reads them from the plan, not from a loaded row.
+    laddered: list[_Ladder] = []
     for patient in patients:
         values_by_key = wanted[patient.pk] = _plan_values(plans[patient.pk])
         for key, seen in brief[patient.pk].items():
@@ -130,8 +133,10 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
             if values is None:
                 if seen.status not in CLOSED_STATUSES:
                     whole.add(seen.pk)
-            elif seen.fingerprint != values["fingerprint"] or seen.closed_at is not None or seen.level:
+            elif seen.fingerprint != values["fingerprint"] or seen.closed_at is not None:
                 whole.add(seen.pk)
+            elif seen.level:
+                laddered.append(_Ladder.of(seen.pk, patient.pk, values))
     loaded = PlanItem.objects.in_bulk(list(whole)) if whole else {}
     stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
     for row in loaded.values():
@@ -199,7 +204,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
 
         # A done item's booked appointment is done; a cancelled item's is cancelled (iCal).
         appointments_close_for_items(result.closed, now=moment)
-    _escalations_sync(patients, stored, to_create, result, moment, today_by_patient)
+    _escalations_sync(patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered)
     # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
     plan_states_sync(plans, result=result, now=moment)
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
@@ -220,6 +225,32 @@ def _one_parameter(values: set[str]) -> Any:
     if connection.vendor == "postgresql":
         return RawSQL("SELECT unnest(%s::text[])", [sorted(values)])
     return values
+
+
+class _Ladder(NamedTuple):
+    """What the escalation ladder reads of an item (a stored row has the same attributes)."""
+
+    pk: int
+    patient_id: int
+    protocol: str
+    level: str
+    status: str
+    rule: str
+    due: date
+    escalation: dict[str, str]
+
+    @classmethod
+    def of(cls, pk: int, patient_id: int, values: dict[str, Any]) -> _Ladder:
+        return cls(
+            pk,
+            patient_id,
+            values["protocol"],
+            values["level"],
+            values["status"],
+            values["rule"],
+            values["due"],
+            values["escalation"],
+        )
 
 
 class _Brief(NamedTuple):
@@ -256,8 +287,16 @@ def fingerprint(values: dict[str, object]) -> int:
     the database give the same digest as the rules' own. A collision (2**-64) would only delay a
     rewrite to the next change of the item.
     """
-    raw = json.dumps([values[name] for name in FINGERPRINT_FIELDS], sort_keys=True, default=str, separators=(",", ":"))
+    # Dates and decimals turned into their ``str`` here give the very text ``default=str`` would,
+    # and keep the C encoder from calling back into Python for each (half the cost).
+    canonical = [_canonical(values[name]) for name in FINGERPRINT_FIELDS]
+    raw = json.dumps(canonical, sort_keys=True, default=str, separators=(",", ":"))
     return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _canonical(value: object) -> object:
+    cls = type(value)
+    return str(value) if cls is date or cls is Decimal else value
 
 
 def _row_values(item: engine.PlanItem) -> dict[str, object]:
@@ -326,13 +365,20 @@ def _escalations_sync(
     result: SyncResult,
     moment: datetime,
     today_by_patient: dict[int, date],
+    unchanged: Sequence[_Ladder] = (),
 ) -> None:
-    """Open each reached level once; resolve a ladder when its item is done or cancelled."""
+    """Open each reached level once; resolve a ladder when its item is done or cancelled.
+
+    ``stored`` holds the rows loaded whole (changed ones carry their new values), ``unchanged``
+    the open items on a ladder whose stored values are the planned ones.
+    """
     ladders = protocols(selectors.rules_config())
     patient_ids = [p.pk for p in patients]
-    open_items = [
+    open_items: list[PlanItem | _Ladder] = [
         row for rows in stored.values() for row in rows.values() if row.level and row.status in OPEN_STATUSES
-    ] + [row for row in created_rows if row.level]
+    ]
+    open_items += [row for row in created_rows if row.level]
+    open_items += [row for row in unchanged if row.status in OPEN_STATUSES]
     existing: set[tuple[int, str]] = set(
         Escalation.objects.filter(patient_id__in=patient_ids).values_list("plan_item_id", "level")
     )
@@ -348,7 +394,7 @@ def _escalations_sync(
             opened_on = date.fromisoformat(row.escalation.get(step.level, row.due.isoformat()))
             new.append(
                 Escalation(
-                    plan_item=row,
+                    plan_item_id=row.pk,
                     patient_id=row.patient_id,
                     level=step.level,
                     rule=row.rule,
