@@ -29,48 +29,22 @@ if __package__ in (None, ""):
 from bench.common import Figure, median, ratio_of, repeat, report, scale_counts, setup_django
 
 TARGET_SECONDS = 10.0
-LEVELS = ("L1", "L2", "L3", "L4")
 
 
 def overdue_steps() -> Counter[str]:
     """Every overdue open item with its ladder step today, streamed (counted by step).
 
-    The step is the highest level whose first day (the rules' dates stored on the item,
-    ``PlanItem.escalation``) has come, computed by the database (``escalation ->> 'Lk'``, ISO
-    dates compare as text), so Python receives one small tuple per item.
+    The production selector (``scheduling.selectors.overdue_steps``): the step is computed by
+    the database from the rules' dates stored on the item, read by index-only scans, so Python
+    receives one small tuple per item.
     """
-    from django.db import connection, transaction
-    from django.db.models import Case, CharField, Q, Value, When
-    from django.db.models.fields.json import KT
     from django.utils import timezone
 
-    from scheduling.models import OPEN_STATUSES, PlanItem
+    from scheduling import selectors
 
-    iso = timezone.localdate().isoformat()
-    step = Case(
-        *[When(Q(**{f"day_{level}__lte": iso}), then=Value(level)) for level in reversed(LEVELS)],
-        default=Value("due"),
-        output_field=CharField(),
-    )
-    rows = (
-        PlanItem.objects.filter(status__in=OPEN_STATUSES, due__lt=iso)
-        .annotate(**{f"day_{level}": KT(f"escalation__{level}") for level in LEVELS})
-        .annotate(step=step)
-        .values_list("pk", "patient_id", "step")
-    )
     steps: Counter[str] = Counter()
-    if connection.vendor != "postgresql":
-        for _pk, _patient, item_step in rows.iterator(chunk_size=20_000):
-            steps[item_step] += 1
-        return steps
-    # A server-side cursor fetched by psycopg directly: the ORM's per-row work would cost more
-    # than the query (a million patients have millions of overdue items).
-    sql, params = rows.query.sql_with_params()
-    with transaction.atomic(), connection.connection.cursor(name="overdue_steps") as cursor:
-        cursor.itersize = 50_000
-        cursor.execute(sql, params)
-        for _pk, _patient, item_step in cursor:
-            steps[item_step] += 1
+    for _item, _patient, step in selectors.overdue_steps(today=timezone.localdate()):
+        steps[step] += 1
     return steps
 
 

@@ -56,6 +56,16 @@ OPEN_STATUSES = (
     ItemStatus.BLOCKED,
 )
 CLOSED_STATUSES = (ItemStatus.DONE, ItemStatus.MISSED, ItemStatus.CANCELLED)
+# Open items the last re-plan found late (their due date came) or blocked, and the others.
+LATE_STATUSES = (
+    ItemStatus.DUE,
+    ItemStatus.OVERDUE_L1,
+    ItemStatus.OVERDUE_L2,
+    ItemStatus.OVERDUE_L3,
+    ItemStatus.OVERDUE_L4,
+    ItemStatus.BLOCKED,
+)
+EARLY_STATUSES = (ItemStatus.SCHEDULED, ItemStatus.REMINDER, ItemStatus.WINDOW_OPEN)
 
 
 class Level(models.TextChoices):
@@ -108,11 +118,20 @@ class PlanItem(models.Model):
         constraints = [models.UniqueConstraint(fields=["patient", "key"], name="uniq_plan_item_patient_key")]
         indexes = [
             models.Index(fields=["patient", "due"], name="plan_patient_due_idx"),
-            # The nightly pass and the worklist read only open items by due date.
+            # Open items by status, then due date: the worklist's statuses, and the escalation
+            # pass's items still waiting for the nightly pass (an early status, past due).
             models.Index(
-                fields=["due", "status"],
-                name="plan_open_due_idx",
+                fields=["status", "due"],
+                name="plan_open_status_due_idx",
                 condition=~Q(status__in=["done", "missed", "cancelled"]),
+            ),
+            # The escalation pass (selectors.overdue_steps) as an index-only scan: late items
+            # are a few percent of the plan, scattered over the whole heap.
+            models.Index(
+                fields=["due"],
+                include=["id", "patient", "escalation"],
+                name="plan_late_ladder_idx",
+                condition=Q(status__in=["due", "overdue_L1", "overdue_L2", "overdue_L3", "overdue_L4", "blocked"]),
             ),
         ]
 
