@@ -11,7 +11,8 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Least
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
@@ -66,6 +67,15 @@ LATE_STATUSES = (
     ItemStatus.BLOCKED,
 )
 EARLY_STATUSES = (ItemStatus.SCHEDULED, ItemStatus.REMINDER, ItemStatus.WINDOW_OPEN)
+
+
+def next_date() -> Least:
+    """An item's first date that moves its status: the earliest of reminder, window start, due.
+
+    NULLs coalesced to the due date in SQL (LEAST ignores NULLs on PostgreSQL but returns NULL on
+    SQLite); the nightly pass's query and its index use this same expression.
+    """
+    return Least(Coalesce("reminder_on", "due"), Coalesce("window_start", "due"), F("due"))
 
 
 class Level(models.TextChoices):
@@ -132,6 +142,16 @@ class PlanItem(models.Model):
                 include=["id", "patient", "escalation"],
                 name="plan_late_ladder_idx",
                 condition=Q(status__in=["due", "overdue_L1", "overdue_L2", "overdue_L3", "overdue_L4", "blocked"]),
+            ),
+            # The nightly pass (selectors.patients_with_open_items): open items by the first of
+            # their reminder, window and due dates, with the patient: an index-only range scan
+            # (PostgreSQL wants the expression's columns in the index too).
+            models.Index(
+                next_date(),
+                F("patient"),
+                include=["reminder_on", "window_start", "due"],
+                name="plan_open_next_date_idx",
+                condition=~Q(status__in=["done", "missed", "cancelled"]),
             ),
         ]
 

@@ -107,3 +107,18 @@ def test_steps_agree_with_the_levels_the_rules_wrote(make_patient: Any, nurse: A
             assert found[item.pk] == (patient.pk, item.level or "due"), (day, item.key)
             seen.add(item.level)
     assert {"L1", "L2", "L3", "L4"} <= seen
+
+
+def test_nightly_selector_takes_any_of_reminder_window_or_due(team: Any) -> None:
+    day = date(2026, 8, 10)
+    later = day + timedelta(days=40)
+    by_reminder, by_window, by_due, by_nothing_yet, closed_only = (PatientFactory(care_team=team) for _ in range(5))
+    make_item(by_reminder, "r", status=ItemStatus.SCHEDULED, due=later, reminder_on=day, window_start=later)
+    make_item(by_window, "w", status=ItemStatus.SCHEDULED, due=later, window_start=day)  # no reminder
+    make_item(by_due, "d", status=ItemStatus.OVERDUE_L2, due=day - timedelta(days=30))  # neither
+    make_item(by_nothing_yet, "n", status=ItemStatus.SCHEDULED, due=later, reminder_on=day + timedelta(days=1))
+    for status in (ItemStatus.DONE, ItemStatus.MISSED, ItemStatus.CANCELLED):
+        make_item(closed_only, f"c-{status}", status=status, due=day - timedelta(days=30))
+    found = list(selectors.patients_with_open_items(due_on_or_before=day))
+    assert found == sorted([by_reminder.pk, by_window.pk, by_due.pk])
+    assert by_nothing_yet.pk in selectors.patients_with_open_items(due_on_or_before=day + timedelta(days=1))
