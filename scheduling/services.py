@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -121,22 +122,22 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
         .values_list("pk", "patient_id", "key", "fingerprint", "status", "level", "closed_at")
     ):
         brief[raw[1]][raw[2]] = _Brief(*raw)
-    wanted: dict[int, dict[str, dict[str, Any]]] = {}
+    wanted: dict[int, dict[str, _Planned]] = {}
     whole: set[int] = set()  # rows to load whole: changed or to close
     # Unchanged rows on an escalation ladder: the stored values are the planned ones (same
     # fingerprint), so the ladder check reads them from the plan, not from a loaded row.
     laddered: list[_Ladder] = []
     for patient in patients:
-        values_by_key = wanted[patient.pk] = _plan_values(plans[patient.pk])
+        planned_by_key = wanted[patient.pk] = _plan_fingerprints(plans[patient.pk])
         for key, seen in brief[patient.pk].items():
-            values = values_by_key.get(key)
-            if values is None:
+            planned = planned_by_key.get(key)
+            if planned is None:
                 if seen.status not in CLOSED_STATUSES:
                     whole.add(seen.pk)
-            elif seen.fingerprint != values["fingerprint"] or seen.closed_at is not None:
+            elif seen.fingerprint != planned.fingerprint or seen.closed_at is not None:
                 whole.add(seen.pk)
             elif seen.level:
-                laddered.append(_Ladder.of(seen.pk, patient.pk, values))
+                laddered.append(_Ladder.of(seen.pk, patient.pk, planned.item))
     loaded = PlanItem.objects.in_bulk(list(whole)) if whole else {}
     stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
     for row in loaded.values():
@@ -151,16 +152,17 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     for patient in patients:
         rows = stored[patient.pk]
         known = brief[patient.pk]
-        for key, values in wanted[patient.pk].items():
+        for key, planned in wanted[patient.pk].items():
             if key not in known:
-                new = PlanItem(patient=patient, key=key, version=1, dates_changed_at=moment, **values)
+                new = PlanItem(patient=patient, key=key, version=1, dates_changed_at=moment, **planned.values())
                 to_create.append(new)
                 result.created.append(new)
                 continue
             existing = rows.get(key)
             if existing is None:
-                continue  # same fingerprint, open, no level: unchanged
+                continue  # same fingerprint and open: unchanged
             row = existing
+            values = planned.values()
             moved = any(getattr(row, name) != values[name] for name in DATE_FIELDS)
             changed = moved or any(getattr(row, name) != values[name] for name in STATE_FIELDS)
             if row.closed_at is not None:
@@ -240,17 +242,9 @@ class _Ladder(NamedTuple):
     escalation: dict[str, str]
 
     @classmethod
-    def of(cls, pk: int, patient_id: int, values: dict[str, Any]) -> _Ladder:
-        return cls(
-            pk,
-            patient_id,
-            values["protocol"],
-            values["level"],
-            values["status"],
-            values["rule"],
-            values["due"],
-            values["escalation"],
-        )
+    def of(cls, pk: int, patient_id: int, item: engine.PlanItem) -> _Ladder:
+        escalation = {level: day.isoformat() for level, day in item.escalation.items()}
+        return cls(pk, patient_id, item.protocol or "", item.level or "", item.status, item.rule, item.due, escalation)
 
 
 class _Brief(NamedTuple):
@@ -265,19 +259,41 @@ class _Brief(NamedTuple):
     closed_at: datetime | None
 
 
-def _plan_values(plan: engine.Plan) -> dict[str, dict[str, Any]]:
-    """The stored values of each item of ``plan``, by key, with their fingerprint."""
+class _Planned(NamedTuple):
+    """An item of the new plan, its subject flags and the fingerprint of its stored values."""
+
+    item: engine.PlanItem
+    flags: list[dict[str, object]]
+    fingerprint: int
+
+    def values(self) -> dict[str, Any]:
+        """The stored values (built only for the rows that are written)."""
+        values = _row_values(self.item)
+        values["flags"] = self.flags
+        values["fingerprint"] = self.fingerprint
+        return values
+
+
+def _plan_fingerprints(plan: engine.Plan) -> dict[str, _Planned]:
+    """Each item of ``plan`` by key, with the fingerprint its stored row will carry."""
     item_flags: dict[str, list[dict[str, object]]] = defaultdict(list)
     for flag in plan.flags:
         if flag.subject is not None:
             item_flags[flag.subject].append(flag_json(flag))
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, _Planned] = {}
     for item in plan.items:
-        values = _row_values(item)
-        values["flags"] = item_flags.get(item.key, [])
-        values["fingerprint"] = fingerprint(values)
-        out[item.key] = values
+        flags = item_flags.get(item.key, [])
+        out[item.key] = _Planned(item, flags, _item_fingerprint(item, flags))
     return out
+
+
+def _plan_values(plan: engine.Plan) -> dict[str, dict[str, Any]]:
+    """The stored values of each item of ``plan``, by key, with their fingerprint."""
+    return {key: planned.values() for key, planned in _plan_fingerprints(plan).items()}
+
+
+# One encoder, made once: ``json.dumps`` with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
 
 
 def fingerprint(values: dict[str, object]) -> int:
@@ -288,9 +304,40 @@ def fingerprint(values: dict[str, object]) -> int:
     rewrite to the next change of the item.
     """
     # Dates and decimals turned into their ``str`` here give the very text ``default=str`` would,
-    # and keep the C encoder from calling back into Python for each (half the cost).
-    canonical = [_canonical(values[name]) for name in FINGERPRINT_FIELDS]
-    raw = json.dumps(canonical, sort_keys=True, default=str, separators=(",", ":"))
+    # and keep the C encoder from calling back into Python for each.
+    return _digest([_canonical(values[name]) for name in FINGERPRINT_FIELDS])
+
+
+def _item_fingerprint(item: engine.PlanItem, flags: list[dict[str, object]]) -> int:
+    """``fingerprint(_row_values(item) | {"flags": flags})``, in FINGERPRINT_FIELDS order, straight
+    from the engine's item: an unchanged item (nearly all of them in a re-plan) is recognised
+    without building its row."""
+    return _digest(
+        [
+            item.due.isoformat(),
+            item.window_start.isoformat(),
+            item.window_end.isoformat(),
+            item.reminder.isoformat(),
+            item.kind,
+            item.protocol or "",
+            item.product or "",
+            None if item.dose_mg is None else _dose_text(item.dose_mg),
+            item.phase or "",
+            item.ordinal or 0,
+            item.rule,
+            item.status,
+            item.level or "",
+            item.days_late,
+            {level: day.isoformat() for level, day in item.escalation.items()},
+            list(item.blocked_by),
+            flags,
+            _course_id(item.course_key),
+        ]
+    )
+
+
+def _digest(canonical: list[object]) -> int:
+    raw = _CANONICAL.encode(canonical)
     return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big", signed=True)
 
 
@@ -299,12 +346,25 @@ def _canonical(value: object) -> object:
     return str(value) if cls is date or cls is Decimal else value
 
 
+@lru_cache(maxsize=256)
+def _dose_mg(value: float) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.1"))
+
+
+def _dose_text(value: float) -> str:
+    return str(_dose_mg(value))
+
+
+def _course_id(course_key: str | None) -> int | None:
+    return int(course_key) if course_key and course_key.isdigit() else None
+
+
 def _row_values(item: engine.PlanItem) -> dict[str, object]:
     return {
         "kind": item.kind,
         "protocol": item.protocol or "",
         "product": item.product or "",
-        "dose_mg": None if item.dose_mg is None else Decimal(str(item.dose_mg)).quantize(Decimal("0.1")),
+        "dose_mg": None if item.dose_mg is None else _dose_mg(item.dose_mg),
         "phase": item.phase or "",
         "ordinal": item.ordinal or 0,
         "rule": item.rule,
@@ -317,7 +377,7 @@ def _row_values(item: engine.PlanItem) -> dict[str, object]:
         "days_late": item.days_late,
         "escalation": {level: day.isoformat() for level, day in item.escalation.items()},
         "blocked_by": list(item.blocked_by),
-        "course_id": int(item.course_key) if item.course_key and item.course_key.isdigit() else None,
+        "course_id": _course_id(item.course_key),
     }
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
 
 from .calendar import add_months
 from .config import RulesConfig
@@ -12,6 +15,14 @@ from .facts import Course, Dose, PlanInput
 from .protocols import DMAB_ONCO, DMAB_OP, Protocol, protocols
 
 __all__ = ["Context", "assign_courses"]
+
+
+def _dose_order(d: Dose) -> tuple[date, str]:
+    return (d.given_on, d.key)
+
+
+def _given_on(d: Dose) -> date:
+    return d.given_on
 
 
 def assign_courses(facts: PlanInput) -> dict[str, str | None]:
@@ -35,10 +46,19 @@ class Context:
     config: RulesConfig
     table: Mapping[str, Protocol]
     dose_course: Mapping[str, str | None]
+    # The doses in (date, key) order, sorted once: the rules ask for them a dozen times a plan.
+    doses: tuple[Dose, ...]
+    by_course: Mapping[tuple[str | None, str], tuple[Dose, ...]]
 
     @classmethod
     def build(cls, facts: PlanInput, today: date, config: RulesConfig) -> Context:
-        return cls(facts, today, config, protocols(config), assign_courses(facts))
+        dose_course = assign_courses(facts)
+        doses = tuple(sorted(facts.doses, key=_dose_order))
+        by_course: defaultdict[tuple[str | None, str], list[Dose]] = defaultdict(list)
+        for d in doses:
+            by_course[dose_course.get(d.key), d.protocol].append(d)
+        grouped = {k: tuple(v) for k, v in by_course.items()}
+        return cls(facts, today, config, protocols(config), dose_course, doses, MappingProxyType(grouped))
 
     @property
     def horizon_end(self) -> date:
@@ -49,14 +69,10 @@ class Context:
 
     def doses_of(self, course: Course, *, before: date | None = None) -> tuple[Dose, ...]:
         """Doses of ``course`` in date order (strictly before ``before`` when given)."""
-        found = [
-            d
-            for d in self.facts.doses
-            if self.dose_course.get(d.key) == course.key
-            and d.protocol == course.protocol
-            and (before is None or d.given_on < before)
-        ]
-        return tuple(sorted(found, key=lambda d: (d.given_on, d.key)))
+        found = self.by_course.get((course.key, course.protocol), ())
+        if before is None:
+            return found
+        return found[: bisect_left(found, before, key=_given_on)]
 
     def doses_where(
         self,
@@ -67,7 +83,7 @@ class Context:
         before: date | None = None,
     ) -> tuple[Dose, ...]:
         found = []
-        for d in self.facts.doses:
+        for d in self.doses:
             p = self.table.get(d.protocol)
             if p is None:
                 continue
@@ -80,7 +96,7 @@ class Context:
             if before is not None and d.given_on >= before:
                 continue
             found.append(d)
-        return tuple(sorted(found, key=lambda d: (d.given_on, d.key)))
+        return tuple(found)
 
     def switch_date(self, course: Course) -> date | None:
         """DUP-01: the date an osteoporosis denosumab course was superseded by an oncology one."""

@@ -358,3 +358,41 @@ def test_bulk_replan_resyncs_the_outbox_only_of_changed_plans(op_patient: tuple[
     assert pending.exists()
     with time_machine.travel(at("2026-07-14", 18), tick=False):  # the next dose is due: its plan changes
         assert outbox_reads(lambda: services.plans_rebuild(patient_ids=[patient.pk])) > 0
+
+
+def test_item_fingerprint_is_the_fingerprint_of_the_stored_values() -> None:
+    """The re-plan recognises an unchanged item from the engine's item without building its row:
+    that digest must be the one ``fingerprint`` gives the row's values (and so the stored one)."""
+    from scheduling.services import _plan_fingerprints, _row_values, fingerprint
+
+    from .test_rules_support import ONCO, OP, VITD, ZOL, calcium, course, doses, facts, lab, patient, plan
+
+    plans = [
+        # overdue injection on a ladder, low calcium (a block with date params), vitamin D loading
+        plan(
+            facts(
+                pt=patient(birth_date=date(1940, 3, 1), egfr_ml_min=28.0),
+                courses=(course(), course(VITD, "2025-11-01", key="c2")),
+                dose_list=doses(OP, "2025-01-15", "2025-07-10"),
+                labs=(*calcium("2026-01-02", value=1.9), lab("25ohd", 12.0, "ng/mL", "2025-10-20")),
+            ),
+            "2026-03-20",
+        ),
+        plan(
+            facts(courses=(course(ONCO, "2024-05-02"),), dose_list=doses(ONCO, "2024-05-02", "2024-06-03")),
+            "2025-02-01",
+        ),
+        plan(
+            facts(courses=(course(ZOL, "2023-02-01", key="7"),), dose_list=doses(ZOL, "2023-02-01", course_key="7")),
+            "2026-11-22",
+        ),
+    ]
+    checked = 0
+    for p in plans:
+        for key, planned in _plan_fingerprints(p).items():
+            values = _row_values(planned.item) | {"flags": planned.flags}
+            assert planned.fingerprint == fingerprint(values), key
+            checked += 1
+    assert checked > 30
+    kinds = {planned.item.status for p in plans for planned in _plan_fingerprints(p).values()}
+    assert any(status.startswith("overdue_") for status in kinds)
