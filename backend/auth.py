@@ -86,6 +86,11 @@ class JWTAuthentication(BaseJWTAuthentication):
     ``IsPatient`` would make three. simplejwt's checks (active user, revoke claim) are kept.
     """
 
+    def get_validated_token(self, raw_token: bytes) -> Any:
+        from backend.auth_query import validated_token  # lazy: this module is imported by the settings
+
+        return validated_token(raw_token, super().get_validated_token)  # decoded once per process
+
     def get_user(self, validated_token: Any) -> Any:
         from backend.auth_query import token_user  # lazy: this module is imported by the settings
 

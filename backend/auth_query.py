@@ -3,22 +3,35 @@
 Every API request authenticates. With the ORM, building the query (user, their patient record,
 and whether the token's session was signed out) costs more CPU than PostgreSQL spends running
 it; here the SQL is built once from the models' metadata (and prepared once per connection on
-PostgreSQL, ``backend.prepared``), and each row goes through the same database converters and
+PostgreSQL, ``backend.prepared``; as the request's first query it stands in for Django's
+connection health check, ``backend.prepared.first_query``), and each row goes through the same database converters and
 ``Model.from_db`` the ORM uses, with the patient cached on the user as ``select_related("patient")``
-would. ``tests/api/test_auth.py`` and the permission matrix cover it.
+would. The patient's plan revision comes along (the ETag of ``GET /me/plan``, the most polled
+read). ``tests/api/test_auth.py`` and the permission matrix cover it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 from django.db import connection
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import Token
 
-from backend.prepared import Prepared
+from backend.prepared import Prepared, first_query
 from patients.models import Patient, User
+from scheduling.models import PlanState
+
+# Where the patient's plan revision read with the token's user is kept (on that request's
+# Patient instance): the plan's ETag, so a plan 304 costs no query after auth.
+_PLAN_REVISION = "_plan_revision_at_auth"
 
 
 class _UserQuery:
@@ -38,17 +51,26 @@ class _UserQuery:
         patient_user = quote(str(patient_user_field.column))
         id_field: Any = User._meta.get_field(jwt_settings.USER_ID_FIELD)  # the token's subject
         self.id_field = id_field
+        state_patient: Any = PlanState._meta.get_field("patient")
+        state_revision: Any = PlanState._meta.get_field("revision")
         # Table and column names come from the models' metadata only.
         self.sql = (
-            f"SELECT {', '.join(columns)}, {revoked}"  # noqa: S608
+            f"SELECT {', '.join(columns)}, s.{quote(str(state_revision.column))}, {revoked}"  # noqa: S608
             f" FROM {quote(User._meta.db_table)} u"
             f" LEFT OUTER JOIN {quote(Patient._meta.db_table)} p ON p.{patient_user} = u.{quote('id')}"
+            f" LEFT OUTER JOIN {quote(PlanState._meta.db_table)} s"
+            f" ON s.{quote(str(state_patient.column))} = p.{quote('id')}"
             f" WHERE u.{quote(str(id_field.column))} = %s"
         )
         self.statement = Prepared("carnet_token_user", self.sql, ("text", str(id_field.db_type(connection))))
         self.converters = [self._converters(field, "u") for field in self.user_fields] + [
             self._converters(field, "p") for field in self.patient_fields
         ]
+
+    def _row(self, session: str, key: Any) -> Any:
+        with connection.cursor() as cursor:
+            self.statement.run(cursor, [session, key])
+            return cursor.fetchone()
 
     @staticmethod
     def _converters(field: Any, alias: str) -> tuple[Any, list[Any]]:
@@ -57,12 +79,10 @@ class _UserQuery:
 
     def fetch(self, *, user_id: Any, session: str) -> tuple[User, bool] | None:
         key = self.id_field.get_db_prep_value(self.id_field.to_python(user_id), connection)
-        with connection.cursor() as cursor:
-            self.statement.run(cursor, [session, key])
-            row = cursor.fetchone()
+        row = first_query(lambda: self._row(session, key))  # the request's first query: no health check
         if row is None:
             return None
-        values = list(row[:-1])
+        values = list(row[:-2])
         for index, (column, converters) in enumerate(self.converters):
             for convert in converters:
                 values[index] = convert(values[index], column, connection)
@@ -72,6 +92,9 @@ class _UserQuery:
         if values[split] is not None:  # the patient's primary key: a LEFT JOIN found one
             patient = Patient.from_db(connection.alias, [f.attname for f in self.patient_fields], values[split:])
             Patient._meta.get_field("user").set_cached_value(patient, user)
+            revision = row[-2]
+            if revision is not None:
+                setattr(patient, _PLAN_REVISION, revision if isinstance(revision, uuid.UUID) else uuid.UUID(revision))
         User._meta.get_field("patient").set_cached_value(user, patient)
         return user, bool(row[-1])
 
@@ -81,7 +104,50 @@ def _query() -> _UserQuery:
     return _UserQuery()
 
 
+def plan_revision_at_auth(patient: Patient) -> uuid.UUID | None:
+    """The plan revision of ``patient`` read with the token's user in this request, if it was."""
+    revision: uuid.UUID | None = getattr(patient, _PLAN_REVISION, None)
+    return revision
+
+
 def token_user(*, user_id: Any, session: str) -> tuple[User, bool] | None:
     """The active-or-not user named by a token, with ``user.patient`` loaded, and whether
     ``session`` (the token's refresh token id) was signed out; None if there is no such user."""
     return _query().fetch(user_id=user_id, session=session)
+
+
+# --- the token itself -------------------------------------------------------------------------
+#
+# Decoding a JWT (base64, JSON, HMAC, claim checks in PyJWT and simplejwt) costs about as much
+# CPU as the auth query. An app polls with the same access token for its whole lifetime, so this
+# process keeps the tokens it validated, by their exact bytes, until they expire: a token is
+# immutable and its signature cannot change. What can change is checked on every request all the
+# same: expiry (here, against the clock) and whether its session was signed out or the user
+# deactivated (the auth query).
+
+_TOKENS_KEPT = 4096
+_tokens: OrderedDict[bytes, tuple[Token, float]] = OrderedDict()
+_tokens_lock = threading.Lock()
+
+
+def validated_token(raw: bytes, validate: Callable[[bytes], Token]) -> Token:
+    """``validate(raw)`` (simplejwt's decoding and checks), or the token it gave for these bytes
+    earlier in this process if it has not expired since."""
+    with _tokens_lock:
+        kept = _tokens.get(raw)
+        if kept is not None:
+            _tokens.move_to_end(raw)
+    if kept is not None:
+        token, deadline = kept
+        if time.time() < deadline:
+            return token
+        with _tokens_lock:
+            _tokens.pop(raw, None)
+    token = validate(raw)  # raises InvalidToken for a bad or expired token: nothing kept
+    leeway = token.get_token_backend().get_leeway().total_seconds()
+    deadline = float(token.payload["exp"]) + leeway  # simplejwt: expired once exp <= now - leeway
+    with _tokens_lock:
+        _tokens[raw] = (token, deadline)
+        if len(_tokens) > _TOKENS_KEPT:
+            _tokens.popitem(last=False)
+    return token

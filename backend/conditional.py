@@ -2,22 +2,28 @@
 
 The app polls its plan and booklet; when nothing changed it gets ``304 Not Modified`` with no
 body. The caller chooses the ETag: one the view can know before doing the work (the plan's
-revision), or a hash of the rendered body (the booklet: the bytes are not sent again, the
-queries still run). Responses are ``Cache-Control: private, no-cache``: a shared cache must not
-keep a patient's data, and the app must revalidate every time.
+revision, the booklet's), or a hash of the rendered body (the bytes are not sent again, the
+queries still run). A body known by such a revision can be kept in ``BodyCache``, so a repeated
+``GET`` without ``If-None-Match`` does not render it again. Responses are
+``Cache-Control: private, no-cache``: a shared cache must not keep a patient's data, and the app
+must revalidate every time.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseNotModified
 from django.utils.http import parse_etags
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
-from rest_framework.renderers import JSONRenderer
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 
 CACHE_CONTROL = "private, no-cache"
 _renderer = JSONRenderer()
@@ -33,6 +39,25 @@ IF_NONE_MATCH = OpenApiParameter(
     description="The ETag of the copy you hold: 304 (no body) when it is still current.",
 )
 NOT_MODIFIED = OpenApiResponse(description="Not modified: the copy named in If-None-Match is current.")
+
+
+class PolledNegotiation(DefaultContentNegotiation):
+    """DRF's content negotiation, answered at once for what a polling app sends.
+
+    No ``Accept``, ``*/*`` or exactly the first renderer's type, with no ``?format=`` or format
+    suffix, is the first renderer whatever DRF's parsing of the header would find; anything else
+    goes through DRF's negotiation (so ``Accept: text/html`` is still 406).
+    """
+
+    def select_renderer(
+        self, request: Any, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)
+        accept = request.META.get("HTTP_ACCEPT", "")
+        first = renderers[0]
+        if not format_suffix and not request.META.get("QUERY_STRING") and accept in ("", "*/*", first.media_type):
+            return first, str(first.media_type)
+        return super().select_renderer(request, renderers, format_suffix)  # type: ignore[no-any-return]  # DRF untyped
 
 
 def _opaque(tag: str) -> str:
@@ -76,3 +101,42 @@ def json_bytes_response(request: HttpRequest, body: bytes, *, etag: str | None =
     response["ETag"] = etag
     response["Cache-Control"] = CACHE_CONTROL
     return response
+
+
+class BodyCache:
+    """Rendered bodies by a key that names their revision (so an entry is never stale), in this
+    process, least recently used first out, at most ``max_bytes`` of bodies.
+
+    Per process, not shared: nothing to invalidate (a new revision is a new key) and no round
+    trip, at the price of each worker rendering a body once. Thread-safe (gthread workers).
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._bodies: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            body = self._bodies.get(key)
+            if body is not None:
+                self._bodies.move_to_end(key)
+            return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._bodies:
+                return
+            self._bodies[key] = body
+            self.size += len(body)
+            while self.size > self.max_bytes:
+                _, dropped = self._bodies.popitem(last=False)
+                self.size -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bodies.clear()
+            self.size = 0

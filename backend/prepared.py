@@ -9,16 +9,24 @@ Prepared statements live in the session: they survive a rolled-back transaction,
 connection (Django reconnecting, PostgreSQL restarting) prepares them again. A pooler in
 transaction mode (PgBouncer before 1.21) would break them; Carnet talks to PostgreSQL directly.
 Other databases run the statement as it is.
+
+``first_query`` runs a request's first statement (the token's user: every API request) without
+Django's health check, which costs a ``SELECT 1`` round trip per request on a reused connection
+(``CONN_HEALTH_CHECKS``). The guarantee is kept: if the statement finds the connection dead (a
+PostgreSQL restart, an idle timeout), the connection is closed and the statement runs once more
+on a new one, as the health check would have done before it.
 """
 
 from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from django.db import connection
+from django.db import DatabaseError, connection
+
+_T = TypeVar("_T")
 
 # psycopg connection → names of the statements prepared on it.
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
@@ -52,3 +60,24 @@ class Prepared:
             cursor.execute(self.prepare)
             names.add(self.name)
         cursor.execute(self.execute, params)
+
+
+def first_query(read: Callable[[], _T]) -> _T:
+    """``read()`` (a read-only query, safe to run twice) as the first query of a request.
+
+    On a connection reused from an earlier request, Django would check it with a round trip
+    before the first query. Here the query itself is the check: it runs at once, and if it fails
+    because the connection is dead, the connection is replaced and ``read()`` runs again. Inside
+    a transaction (tests, a service) or on a new connection, nothing changes.
+    """
+    db: Any = connection  # the health check's flags (Django >= 4.1) are not in django-stubs
+    if db.connection is None or not db.health_check_enabled or db.health_check_done or db.in_atomic_block:
+        return read()
+    db.health_check_done = True  # Django's flag: skip the check for this request
+    try:
+        return read()
+    except DatabaseError:
+        if db.is_usable():
+            raise  # the connection is fine: a genuine error of the query
+        db.close()  # dead: the next cursor connects anew (and prepares again)
+        return read()

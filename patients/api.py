@@ -28,7 +28,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from backend.api import IsCareStaff, IsPatient, Pagination, api_language, errors, id_parameter, user_of, uuid_or_404
-from backend.conditional import IF_NONE_MATCH, NOT_MODIFIED, json_bytes_response
+from backend.conditional import (
+    IF_NONE_MATCH,
+    NOT_MODIFIED,
+    BodyCache,
+    PolledNegotiation,
+    etag_matches,
+    json_bytes_response,
+    not_modified,
+)
 from backend.errors import CarnetError
 from idempotency.services import idempotent
 from notifications.api import DeviceSerializer, PreferencesSerializer, preferences_data, preferences_of
@@ -70,7 +78,8 @@ from patients.serializers import (
     VitaminDSelfReportSerializer,
     VoidSerializer,
     booklet_data,
-    booklet_json,
+    booklet_etag,
+    booklet_rendered,
 )
 from scheduling.models import OPEN_STATUSES, Appointment, Escalation, ItemStatus, PlanItem
 from scheduling.models_feeds import CalendarFeed
@@ -192,8 +201,29 @@ class MeView(APIView):
         return Response(MeSerializer(me_data(patient)).data)
 
 
+# Booklets rendered by this process, by revision: a ten-year booklet is ~80 KB, so about 200.
+BOOKLETS = BodyCache(max_bytes=16 * 1024 * 1024)
+
+
+def booklet_response(request: Request, patient: Patient) -> HttpResponse:
+    """The booklet with an ETag known before rendering it (its revision): a 304 costs one query
+    after auth, and a body this process rendered at the same revision is not rendered again."""
+    etag = booklet_etag(patient)
+    if etag is None:  # not PostgreSQL: the ETag is a hash of the body
+        return json_bytes_response(request, booklet_rendered(patient)[0])
+    if etag_matches(request, etag):
+        return not_modified(etag)
+    body = BOOKLETS.get((patient.pk, etag))
+    if body is None:
+        body, rendered_etag = booklet_rendered(patient)
+        etag = rendered_etag or etag  # the body's own revision, should a write have come in between
+        BOOKLETS.put((patient.pk, etag), body)
+    return json_bytes_response(request, body, etag=etag)
+
+
 class MeBookletView(APIView):
     permission_classes = [IsPatient]
+    content_negotiation_class = PolledNegotiation
 
     @extend_schema(
         operation_id="me_booklet",
@@ -206,7 +236,7 @@ class MeBookletView(APIView):
 
         Send the ``ETag`` back in ``If-None-Match``: 304 when nothing changed.
         """
-        return json_bytes_response(request, booklet_json(me(request)))
+        return booklet_response(request, me(request))
 
 
 class MeVitaminDView(APIView):
@@ -496,6 +526,7 @@ class PatientDetailView(APIView):
 
 class PatientBookletView(APIView):
     permission_classes = [IsCareStaff]
+    content_negotiation_class = PolledNegotiation
 
     @extend_schema(
         operation_id="patients_booklet",
@@ -505,7 +536,7 @@ class PatientBookletView(APIView):
     )
     def get(self, request: Request, id: str) -> HttpResponse:
         """A patient's booklet, voided entries included."""
-        return json_bytes_response(request, booklet_json(staff_patient(request, id)))
+        return booklet_response(request, staff_patient(request, id))
 
 
 # --- staff: courses, doses, labs, dental events, co-medications ----------------------------------

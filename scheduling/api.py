@@ -8,6 +8,7 @@ through ``scheduling.appointments``, ``scheduling.services``, ``scheduling.feeds
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Any
 
@@ -35,9 +36,11 @@ from backend.api import (
     user_of,
     uuid_or_404,
 )
+from backend.auth_query import plan_revision_at_auth
 from backend.conditional import (
     IF_NONE_MATCH,
     NOT_MODIFIED,
+    PolledNegotiation,
     etag_matches,
     json_bytes_response,
     json_text,
@@ -168,19 +171,28 @@ def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
 
 
 def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
-    """The plan with an ETag known before the work (revision, today, language): a 304 costs one query."""
+    """The plan with an ETag known before the work (revision, today, language): a 304 costs one
+    query, or none after auth when the auth query read the revision (the patient's own plan)."""
+    known = plan_revision_at_auth(patient)  # read with the token's user (GET /me/plan)
+    if known is not None and etag_matches(request, known_etag := _plan_etag(patient, known, lang)):
+        return not_modified(known_etag)
     state = plan_state_of(patient.pk)
     etag = None
     if state is not None:
-        today = plan_services.patient_today(patient)
-        etag = f'W/"plan-{state.revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
+        etag = _plan_etag(patient, state.revision, lang)
         if etag_matches(request, etag):
             return not_modified(etag)
     return json_bytes_response(request, plan_json(patient, lang=lang, state=state), etag=etag)
 
 
+def _plan_etag(patient: Patient, revision: uuid.UUID, lang: str) -> str:
+    today = plan_services.patient_today(patient)
+    return f'W/"plan-{revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
+
+
 class MePlanView(APIView):
     permission_classes = [IsPatient]
+    content_negotiation_class = PolledNegotiation
 
     @extend_schema(
         operation_id="me_plan",
@@ -200,6 +212,7 @@ class MePlanView(APIView):
 
 class PatientPlanView(APIView):
     permission_classes = [IsCareStaff]
+    content_negotiation_class = PolledNegotiation
 
     @extend_schema(
         operation_id="patients_plan",

@@ -69,11 +69,11 @@ def plan_states_sync(plans: Mapping[int, Plan], *, result: SyncResult, now: date
 def plan_state_of(patient_id: int) -> PlanState | None:
     """The patient's plan state (revision, flags), or None if not re-planned since it existed.
 
-    Read on every plan request before anything else (the ETag): plain SQL, as the ORM's query
-    building would cost more than the query.
+    Read on every plan request before anything else (the ETag): a prepared statement, as the
+    ORM's query building (and PostgreSQL's planning) would cost more than the query.
     """
     with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, [patient_id])
+        _STATE_STATEMENT.run(cursor, [patient_id])
         row = cursor.fetchone()
     if row is None:
         return None
@@ -86,6 +86,7 @@ def plan_state_of(patient_id: int) -> PlanState | None:
 
 
 _STATE_SQL = "SELECT revision, flags FROM scheduling_planstate WHERE patient_id = %s"
+_STATE_STATEMENT = Prepared("carnet_plan_state", _STATE_SQL, ("bigint",))
 
 
 ITEM_COLUMNS = (
