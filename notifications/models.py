@@ -186,7 +186,14 @@ class OutboxMessage(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    history = HistoricalRecords()
+    # Every outcome writes an audit row, so each index of the history table is written per message
+    # sent. Its readers look a message's entries up by ``id`` (the admin's history page,
+    # ``row.history``); nothing looks entries up by key or by foreign key (they are copies without
+    # constraints), so those indexes (simple-history adds one per foreign key and two for the
+    # key) are left out. The primary key, ``id``, ``history_date`` and ``history_user`` stay.
+    history = HistoricalRecords(
+        no_db_index=["key", "patient", "recipient_user", "device", "plan_item", "escalation", "digest"]
+    )
 
     class Meta:
         verbose_name = _("outbox message")
@@ -212,6 +219,13 @@ class OutboxMessage(models.Model):
             models.Index(fields=["device"], name="outbox_device_idx", condition=Q(device__isnull=False)),
             models.Index(
                 fields=["recipient_user"], name="outbox_recipient_idx", condition=Q(recipient_user__isnull=False)
+            ),
+            # The sweep's digest fold: due staff alerts by recipient and channel, index-only.
+            models.Index(
+                fields=["next_attempt_at"],
+                include=["recipient_user", "channel"],
+                name="outbox_staff_due_idx",
+                condition=Q(kind="escalation", state="pending", recipient_user__isnull=False),
             ),
             models.Index(fields=["escalation"], name="outbox_escalation_idx", condition=Q(escalation__isnull=False)),
             models.Index(fields=["digest"], name="outbox_digest_idx", condition=Q(digest__isnull=False)),
