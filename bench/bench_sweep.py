@@ -9,7 +9,8 @@ so the table keeps its size. A run is what beat's task runs (``notifications.tas
 ``delivery.outbox_sweep`` records the sweep, folds staff floods into digests, counts the rows in
 flight, then claims batches of ``NOTIFY_BATCH_SIZE`` rows, one ``UPDATE … FOR UPDATE SKIP LOCKED …
 RETURNING id`` statement each, and publishes one ``outbox_deliver_batch`` Celery task per batch
-(token and ids) through ``tasks.publisher`` on one producer, as the task does.
+(token and ids) through ``tasks.grouped_publisher`` on one producer (``PUBLISH_GROUP`` tasks per
+Redis round trip), as the task does.
 
 The broker is a real Redis: ``--broker`` / ``$BENCH_BROKER_URL``, else a private ``redis-server``
 the bench starts on a free loopback port (no persistence) and stops. No worker runs: after each
@@ -209,9 +210,10 @@ def _run(*, messages: int, runs: int, url: str, batch: int | None, command: str)
         producer = app.amqp.Producer(connection, auto_declare=False)
 
         def sweep() -> None:
-            stats = delivery.outbox_sweep(
-                hand_over=tasks.publisher(producer), batch_size=batch, time_budget=600, max_in_flight=in_flight
-            )
+            with tasks.grouped_publisher(producer) as hand_over:
+                stats = delivery.outbox_sweep(
+                    hand_over=hand_over, batch_size=batch, time_budget=600, max_in_flight=in_flight
+                )
             handed.append(stats.claimed)
             queued.append(queue.purge() or 0)  # what the workers would take
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import select
 import time
 import uuid
 from collections import defaultdict
@@ -305,6 +306,23 @@ def _finish(row: OutboxMessage, token: str, **values: Any) -> bool:
     last ~0.6 s of outcomes (3 × ``wal_writer_delay``) with their audit entries: those rows come
     back when their lease runs out and are sent again, a duplicate, never a loss.
     """
+    sql, params = _outcome_statement(row, token, values)
+    with connection.cursor() as cursor:
+        if _async_commit():
+            cursor.execute(ASYNC_COMMIT + sql, params)
+            cursor.nextset()  # the UPDATE's result: its row count
+        else:
+            cursor.execute(sql, params)
+        done = int(cursor.rowcount)
+    _keep_in_step(row, values)
+    return done > 0
+
+
+ASYNC_COMMIT = "SET LOCAL synchronous_commit TO off; "
+
+
+def _outcome_statement(row: OutboxMessage, token: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The statement writing ``values`` to ``row`` while our claim holds (and its audit entry, on PostgreSQL)."""
     values.setdefault("claimed_until", None)
     values["updated_at"] = timezone.now()
     columns = _outbox_columns()
@@ -317,16 +335,84 @@ def _finish(row: OutboxMessage, token: str, **values: Any) -> bool:
     params += [row.pk, token, OutboxState.SENDING.value]
     if _audit_in_statement() and getattr(settings, "SIMPLE_HISTORY_ENABLED", True):
         sql, params = _with_audit(sql, params)
-    with connection.cursor() as cursor:
-        if _async_commit():
-            cursor.execute("SET LOCAL synchronous_commit TO off; " + sql, params)
-            cursor.nextset()  # the UPDATE's result: its row count
-        else:
-            cursor.execute(sql, params)
-        done = int(cursor.rowcount)
+    return sql, params
+
+
+def _keep_in_step(row: OutboxMessage, values: dict[str, Any]) -> None:
     for name, value in values.items():
         setattr(row, name, value)
-    return done > 0
+
+
+class _Outcomes:
+    """The sent marks of one ``outbox_deliver``, each sent to PostgreSQL without waiting for its answer.
+
+    A mark's statement goes to the server as soon as its message is accepted, as before; only
+    reading its row count waits, until just before this thread's next statement of any kind
+    (``drain``, also run by an execute wrapper on every query of the connection meanwhile). The
+    answer was 1 to 2 ms of this thread's time per message (the statement, the round trip and,
+    on a busy machine, the wait for the server process to be scheduled) while it could render
+    the next message. The bound on duplicates is unchanged: a mark that reached the server's
+    socket is executed and committed (one simple query with its implicit transaction) even if
+    this process is killed before reading the answer.
+
+    Only in autocommit on PostgreSQL through psycopg 3 with client-side binding (``_async_commit``);
+    inside a transaction (tests, a caller's ``atomic``) each mark is ``_finish``, which waits.
+    """
+
+    def __init__(self) -> None:
+        self.pending: tuple[OutboxMessage, Callable[[bool], None]] | None = None
+        connection.ensure_connection()
+        self.ahead = _async_commit() and hasattr(connection.connection, "pgconn")
+        self.composer: Any = None  # a psycopg ClientCursor, to bind parameters as Django's cursors do
+
+    def write(self, row: OutboxMessage, token: str, done: Callable[[bool], None], **values: Any) -> None:
+        """Write ``row``'s outcome; ``done(written)`` is called once the server answered (maybe later)."""
+        self.drain()
+        if not self.ahead:
+            done(_finish(row, token, **values))
+            return
+        sql, params = _outcome_statement(row, token, values)
+        with connection.wrap_database_errors:
+            if self.composer is None:
+                import psycopg  # only reached on psycopg 3 (``ahead``)
+
+                self.composer = psycopg.ClientCursor(connection.connection)
+            pgconn = connection.connection.pgconn
+            pgconn.send_query(self.composer.mogrify(ASYNC_COMMIT + sql, params).encode())
+            while pgconn.flush():  # 1 while some of it is still to go
+                select.select([], [pgconn.socket], [])
+        _keep_in_step(row, values)
+        self.pending = (row, done)
+
+    def drain(self) -> None:
+        """Read the answer to the mark sent last, if any, and pass it on."""
+        if self.pending is None:
+            return
+        import psycopg  # only reached on psycopg 3 (``ahead``)
+
+        (row, done), self.pending = self.pending, None
+        written, error = 0, ""
+        with connection.wrap_database_errors:
+            pgconn = connection.connection.pgconn
+            while True:
+                while pgconn.is_busy():
+                    select.select([pgconn.socket], [], [])  # waits without the GIL
+                    pgconn.consume_input()
+                result = pgconn.get_result()
+                if result is None:
+                    break
+                if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
+                    error = error or (result.error_message or b"").decode(errors="replace")
+                elif result.command_tuples is not None:
+                    written = result.command_tuples  # the UPDATE's (or its audit INSERT's) row count
+            if error:
+                raise psycopg.OperationalError(f"outbox {row.pk}: outcome not written: {error}")
+        done(written > 0)
+
+    def guard(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        """An execute wrapper: any other statement on this connection first reads the pending answer."""
+        self.drain()
+        return execute(sql, params, many, context)
 
 
 def _with_audit(update: str, params: list[Any]) -> tuple[str, list[Any]]:
@@ -364,8 +450,10 @@ def _outbox_columns() -> dict[str, models.Field[Any, Any]]:
 # connection, inside the caller's transaction if any. So a message's mark follows its server's
 # acceptance by at most one send, and a process killed at any moment leaves at most
 # ``IN_FLIGHT`` accepted messages without their mark: the one on the wire and the one whose mark
-# is being written. A row goes to the same device or address as the message on the wire only
-# once that message's outcome is known (a 410 or a bounce cancels it).
+# is being written. (A mark sent ahead, ``_Outcomes``, is in the server's hands once sent: it
+# commits whether or not this process lives to read the answer.) A row goes to the same device
+# or address as the message on the wire only once that message's outcome is known (a 410 or a
+# bounce cancels it).
 IN_FLIGHT = 2
 
 
@@ -376,6 +464,7 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
     undeliverable: list[tuple[OutboxMessage, str]] = []
     gone_devices: set[int] = set()
     gone_addresses: set[str] = set()
+    outcomes = _Outcomes()
     by_channel: dict[str, list[OutboxMessage]] = defaultdict(list)
     for row in rows:
         reason = _why_not(row)
@@ -391,6 +480,7 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
         try:
             sending.provider_id = sending.future.result()
         except TransportError as exc:
+            outcomes.drain()  # the bookkeeping below may open a transaction: the connection must be idle
             if exc.permanent:
                 _permanent(
                     sending.row, token, exc, stats, audited, undeliverable, gone_devices, gone_addresses, sending.to
@@ -402,78 +492,89 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
 
     def mark_sent(sending: _Sending) -> None:
         row = sending.row
-        if _finish(
+
+        def done(written: bool) -> None:
+            if written:
+                stats.sent += 1
+                audited.append(row)
+            else:
+                stats.lost_claims += 1
+                log.warning("outbox %s sent after its claim was lost: a duplicate is possible", row.pk)
+
+        outcomes.write(
             row,
             token,
+            done,
             state=OutboxState.SENT,
             provider_id=sending.provider_id[:300],
             sent_at=timezone.now(),
             attempts=row.attempts + 1,
             last_error="",
-        ):
-            stats.sent += 1
-            audited.append(row)
-        else:
-            stats.lost_claims += 1
-            log.warning("outbox %s sent after its claim was lost: a duplicate is possible", row.pk)
+        )
 
-    for channel, batch in by_channel.items():
-        transport = transport_for(channel)
-        try:
-            transport.open()
-        except TransportError as exc:
-            for row in batch:
-                _retry_or_die(row, token, exc, stats, audited, undeliverable)
-            continue
-        device_ids = {row.device_id for row in batch if row.device_id}
-        active, read_at = _active_devices(device_ids), time.monotonic()
-        on_wire: _Sending | None = None  # handed to the sender thread, outcome not read yet
-        accepted: _Sending | None = None  # accepted by its server, mark not written yet
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carnet-send") as sender:
+    # Any other statement on this connection first reads the answer to the last mark sent.
+    with connection.execute_wrapper(outcomes.guard):
+        for channel, batch in by_channel.items():
+            transport = transport_for(channel)
+            try:
+                transport.open()
+            except TransportError as exc:
                 for row in batch:
-                    # While the previous message is on the wire: the checks that read, and the rendering.
-                    if row.claimed_until is not None and row.claimed_until < timezone.now():
-                        stats.lost_claims += 1  # the lease ran out: another sweep may have the row now
-                        continue
-                    if row.device_id and time.monotonic() - read_at > DEVICE_RECHECK_SECONDS:
-                        active, read_at = _active_devices(device_ids - gone_devices), time.monotonic()
-                    to, first_name, p256dh, auth = _address(row)
-                    message = rendering.envelope(row, to=to, first_name=first_name, p256dh=p256dh, auth=auth)
-                    try:
-                        send = transport.prepare(message)  # the CPU work stays on this thread
-                    except TransportError as exc:
-                        send = functools.partial(_raise, exc)  # recorded in turn, like any refusal
+                    _retry_or_die(row, token, exc, stats, audited, undeliverable)
+                continue
+            device_ids = {row.device_id for row in batch if row.device_id}
+            active, read_at = _active_devices(device_ids), time.monotonic()
+            on_wire: _Sending | None = None  # handed to the sender thread, outcome not read yet
+            accepted: _Sending | None = None  # accepted by its server, mark not written yet
+            try:
+                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carnet-send") as sender:
+                    for row in batch:
+                        # While the previous message is on the wire: the checks that read, and the rendering.
+                        if row.claimed_until is not None and row.claimed_until < timezone.now():
+                            stats.lost_claims += 1  # the lease ran out: another sweep may have the row now
+                            continue
+                        if row.device_id and time.monotonic() - read_at > DEVICE_RECHECK_SECONDS:
+                            active, read_at = _active_devices(device_ids - gone_devices), time.monotonic()
+                        to, first_name, p256dh, auth = _address(row)
+                        message = rendering.envelope(row, to=to, first_name=first_name, p256dh=p256dh, auth=auth)
+                        try:
+                            send = transport.prepare(message)  # the CPU work stays on this thread
+                        except TransportError as exc:
+                            send = functools.partial(_raise, exc)  # recorded in turn, like any refusal
+                        if on_wire is not None:
+                            accepted, on_wire = outcome(on_wire), None
+                        if (row.device_id and (row.device_id in gone_devices or row.device_id not in active)) or (
+                            row.device_id is None and to.lower() in gone_addresses
+                        ):
+                            if _finish(row, token, state=OutboxState.CANCELLED, closed_reason="destination_gone"):
+                                stats.cancelled += 1
+                                audited.append(row)
+                        else:
+                            on_wire = _Sending(row, to, sender.submit(send))
+                        if accepted is not None:
+                            mark_sent(accepted)  # while this row is on the wire
+                            accepted = None
                     if on_wire is not None:
                         accepted, on_wire = outcome(on_wire), None
-                    if (row.device_id and (row.device_id in gone_devices or row.device_id not in active)) or (
-                        row.device_id is None and to.lower() in gone_addresses
-                    ):
-                        if _finish(row, token, state=OutboxState.CANCELLED, closed_reason="destination_gone"):
-                            stats.cancelled += 1
-                            audited.append(row)
-                    else:
-                        on_wire = _Sending(row, to, sender.submit(send))
-                    if accepted is not None:
-                        mark_sent(accepted)  # while this row is on the wire
-                        accepted = None
-                if on_wire is not None:
-                    accepted, on_wire = outcome(on_wire), None
-                    if accepted is not None:
-                        mark_sent(accepted)
-                        accepted = None
-        finally:
-            # An error on this thread (the database, a rendering) still records the sender's last
-            # message: the server may have accepted it.
-            for sending in (accepted, on_wire):
+                        if accepted is not None:
+                            mark_sent(accepted)
+                            accepted = None
+            finally:
+                # An error on this thread (the database, a rendering) still records the sender's last
+                # message: the server may have accepted it.
+                for sending in (accepted, on_wire):
+                    try:
+                        if sending is not None and (sending is accepted or outcome(sending)):
+                            mark_sent(sending)
+                    except Exception:
+                        log.exception(
+                            "outbox %s: outcome not recorded, a duplicate is possible", sending and sending.row.pk
+                        )
                 try:
-                    if sending is not None and (sending is accepted or outcome(sending)):
-                        mark_sent(sending)
+                    outcomes.drain()
                 except Exception:
-                    log.exception(
-                        "outbox %s: outcome not recorded, a duplicate is possible", sending and sending.row.pk
-                    )
-            transport.close()
+                    log.exception("outbox: the last outcome's answer was not read, a duplicate is possible")
+                transport.close()
     if audited and not _audit_in_statement():
         OutboxMessage.history.bulk_history_create(audited, update=True, default_change_reason=AUDIT_REASON)
     if undeliverable:
@@ -612,7 +713,7 @@ def staff_digest_fold(*, now: datetime | None = None) -> int:
     )
     counts = {
         (r["recipient_user_id"], r["channel"]): r["n"]
-        for r in due.values("recipient_user_id", "channel").annotate(n=Count("pk"))
+        for r in due.values("recipient_user_id", "channel").annotate(n=Count("*"))
     }
     if not counts:
         return 0
@@ -694,7 +795,6 @@ def _fold(user_id: int, channel: str, today: date, tz: ZoneInfo, moment: datetim
 def sweep_record(
     *, started: datetime | None = None, finished: datetime | None = None, stats: Stats | None = None
 ) -> None:
-    SweepRun.objects.get_or_create(name=SWEEP_NAME)
     values: dict[str, Any] = {}
     if started is not None:
         values.update(last_started_at=started, runs=F("runs") + 1)
@@ -702,7 +802,12 @@ def sweep_record(
         values["last_finished_at"] = finished
     if stats is not None:
         values.update(last_claimed=stats.claimed, last_sent=stats.sent)
-    SweepRun.objects.filter(name=SWEEP_NAME).update(**values)
+    # One statement once the row exists (every sweep but the first).
+    if values and SweepRun.objects.filter(name=SWEEP_NAME).update(**values):
+        return
+    SweepRun.objects.get_or_create(name=SWEEP_NAME)
+    if values:
+        SweepRun.objects.filter(name=SWEEP_NAME).update(**values)
 
 
 def _budget(batch_size: int | None, time_budget: float | None) -> tuple[int, float]:

@@ -11,12 +11,18 @@ extra task, a redelivered one or a second beat costs nothing but a few empty rea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Task, shared_task
 
 from notifications import delivery
+
+# Tasks sent to Redis in one pipelined round trip (kombu's producer batch): a publish alone was
+# ~2 ms, half of it the round trip and the Redis client kombu makes per command
+# (bench/bench_sweep.py). A batch waits at most for the claims of this many batches.
+PUBLISH_GROUP = 10
 
 
 def publisher(producer: Any = None) -> Callable[[str, list[int]], None]:
@@ -31,11 +37,24 @@ def publisher(producer: Any = None) -> Callable[[str, list[int]], None]:
     return hand_over
 
 
+@contextmanager
+def grouped_publisher(producer: Any) -> Iterator[Callable[[str, list[int]], None]]:
+    """``publisher(producer)`` whose tasks go out ``PUBLISH_GROUP`` at a time, the rest on exit.
+
+    A failed round trip raises from the hand-over that filled the group (its rows are released)
+    or from the exit; the other batches of that group stay claimed until their hand-over lease
+    runs out, then a later sweep claims them again, as for any task lost with the broker.
+    Transports without batches (``memory://``) publish each task at once.
+    """
+    with producer.batch(max_size=PUBLISH_GROUP):
+        yield publisher(producer)
+
+
 @shared_task(bind=True, name="notifications.tasks.outbox_sweep", acks_late=True, ignore_result=True)
 def outbox_sweep(self: Task[Any, Any]) -> int:
     # One broker connection for every batch of the sweep.
-    with self.app.producer_or_acquire() as producer:
-        return delivery.outbox_sweep(hand_over=publisher(producer)).claimed
+    with self.app.producer_or_acquire() as producer, grouped_publisher(producer) as hand_over:
+        return delivery.outbox_sweep(hand_over=hand_over).claimed
 
 
 @shared_task(name="notifications.tasks.outbox_deliver_batch", acks_late=True, ignore_result=True)
