@@ -40,6 +40,7 @@ from backend.auth_query import plan_revision_at_auth
 from backend.conditional import (
     IF_NONE_MATCH,
     NOT_MODIFIED,
+    BodyCache,
     PolledNegotiation,
     etag_matches,
     json_bytes_response,
@@ -170,19 +171,33 @@ def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
     return f'{envelope[:-1]},"items":{items},"flags":{flags}}}'.encode()
 
 
+# Plans rendered by this process, by ETag (revision, local date, language, format): that is all
+# the body depends on. A plan is ~15-30 KB: about 500 here.
+PLANS = BodyCache(max_bytes=16 * 1024 * 1024)
+
+
 def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
     """The plan with an ETag known before the work (revision, today, language): a 304 costs one
-    query, or none after auth when the auth query read the revision (the patient's own plan)."""
+    query, or none after auth when the auth query read the revision (the patient's own plan);
+    a body this process rendered for the same ETag is not rendered again."""
     known = plan_revision_at_auth(patient)  # read with the token's user (GET /me/plan)
-    if known is not None and etag_matches(request, known_etag := _plan_etag(patient, known, lang)):
-        return not_modified(known_etag)
-    state = plan_state_of(patient.pk)
-    etag = None
-    if state is not None:
-        etag = _plan_etag(patient, state.revision, lang)
+    if known is not None:
+        etag = _plan_etag(patient, known, lang)
         if etag_matches(request, etag):
             return not_modified(etag)
-    return json_bytes_response(request, plan_json(patient, lang=lang, state=state), etag=etag)
+        if (kept := PLANS.get((patient.pk, etag))) is not None:
+            return json_bytes_response(request, kept, etag=etag)
+    state = plan_state_of(patient.pk)
+    if state is None:  # not re-planned since plan states existed: flags from the rules, no ETag
+        return json_bytes_response(request, plan_json(patient, lang=lang, state=None))
+    etag = _plan_etag(patient, state.revision, lang)
+    if etag_matches(request, etag):
+        return not_modified(etag)
+    body = PLANS.get((patient.pk, etag))
+    if body is None:
+        body = plan_json(patient, lang=lang, state=state)
+        PLANS.put((patient.pk, etag), body)
+    return json_bytes_response(request, body, etag=etag)
 
 
 def _plan_etag(patient: Patient, revision: uuid.UUID, lang: str) -> str:

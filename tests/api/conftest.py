@@ -57,10 +57,16 @@ class World:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Any:
-    """Throttle counters live in the cache: every test starts with none."""
-    cache.clear()
+    """Throttle counters live in the cache, rendered plans and booklets in the process: every
+    test starts with none."""
+    from patients.api import BOOKLETS
+    from scheduling.api import PLANS
+
+    for kept in (cache, BOOKLETS, PLANS):
+        kept.clear()
     yield
-    cache.clear()
+    for kept in (cache, BOOKLETS, PLANS):
+        kept.clear()
 
 
 def make_staff(email: str, role: str, team: Any) -> Any:

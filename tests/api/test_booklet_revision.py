@@ -14,15 +14,6 @@ from tests.api.conftest import World, day_ago
 URL = "/api/v1/me/booklet"
 
 
-@pytest.fixture(autouse=True)
-def _no_kept_booklets() -> Any:
-    from patients.api import BOOKLETS
-
-    BOOKLETS.clear()
-    yield
-    BOOKLETS.clear()
-
-
 @pytest.mark.postgres
 def test_booklet_304_costs_one_query_and_renders_nothing(world: World) -> None:
     client = world.client("patient_a")  # authenticated without a query (force_authenticate)

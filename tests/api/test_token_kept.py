@@ -71,3 +71,22 @@ def test_polled_reads_still_negotiate_what_is_not_json(world: World) -> None:
             response = client.get(url, HTTP_ACCEPT=accept)
             assert response.status_code == 200 and response["Content-Type"] == "application/json", accept
         assert client.get(url, HTTP_ACCEPT="text/html").status_code == 406
+
+
+def test_a_kept_plan_is_the_plan_rendered_now(world: World) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduling.api import PLANS
+
+    client = bearer(login("patient.a@example.org").json()["access"])
+    first = client.get("/api/v1/me/plan")
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/api/v1/me/plan")  # same ETag: the body this process rendered
+    assert len(queries.captured_queries) == 1
+    PLANS.clear()
+    fresh = client.get("/api/v1/me/plan")
+    assert first.content == again.content == fresh.content and first["ETag"] == fresh["ETag"]
+    french, english = (client.get("/api/v1/me/plan", HTTP_ACCEPT_LANGUAGE=lang) for lang in ("fr", "en"))
+    assert french["ETag"] != english["ETag"]  # a body kept per language
+    assert (french.json()["language"], english.json()["language"]) == ("fr", "en")
