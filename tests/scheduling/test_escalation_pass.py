@@ -122,3 +122,16 @@ def test_nightly_selector_takes_any_of_reminder_window_or_due(team: Any) -> None
     found = list(selectors.patients_with_open_items(due_on_or_before=day))
     assert found == sorted([by_reminder.pk, by_window.pk, by_due.pk])
     assert by_nothing_yet.pk in selectors.patients_with_open_items(due_on_or_before=day + timedelta(days=1))
+
+
+def test_the_pass_leaves_the_callers_jit_setting_alone(team: Any) -> None:
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("JIT is a PostgreSQL setting")
+    make_item(PatientFactory(care_team=team), "a")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL jit = on")
+        assert len(steps_on(date(2026, 8, 10))) == 1
+        cursor.execute("SELECT current_setting('jit')")
+        assert cursor.fetchone()[0] == "on"
