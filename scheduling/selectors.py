@@ -224,7 +224,8 @@ def overdue_steps(*, today: date, itersize: int = 20_000) -> Iterator[OverdueSte
     re-plan found late (due, overdue, blocked) come from an index-only scan of the covering
     ``plan_late_ladder_idx``; those past due that the nightly pass has not moved yet (scheduled,
     reminder, window open: a day's worth) from exact ranges of ``plan_open_status_due_idx``.
-    Rows are not ordered.
+    Rows are not ordered. On PostgreSQL the rows arrive as one streamed result: the connection
+    runs no other statement until the iteration ends, so collect what you need before querying.
     """
     from django.db import connection, transaction
     from django.db.models import Case, CharField, Value, When
