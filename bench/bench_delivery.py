@@ -419,18 +419,21 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
     times: dict[str, list[float]] = {name: [] for name in phases}
     cpu: dict[str, list[float]] = {name: [] for name in phases}  # this process's CPU seconds
     server_cpu: dict[str, list[float]] = {name: [] for name in phases}  # the loopback servers'
+    database_cpu: dict[str, list[float]] = {name: [] for name in phases}  # this connection's PostgreSQL backend
     checks: list[dict[str, Any]] = []
 
     def measure(name: str, send: Any, keep: bool) -> Any:
-        before = servers.ask("counts")
+        before, database_before = servers.ask("counts"), backend_cpu_seconds()
         start, cpu_start = time.perf_counter(), time.process_time()
         value = send()
         seconds, used = time.perf_counter() - start, time.process_time() - cpu_start
-        after = servers.ask("counts")
+        after, database_after = servers.ask("counts"), backend_cpu_seconds()
         if keep:
             times[name].append(seconds)
             cpu[name].append(used)
             server_cpu[name].append(after["cpu_seconds"] - before["cpu_seconds"])
+            if database_before is not None and database_after is not None:
+                database_cpu[name].append(database_after - database_before)
         return value
 
     def deliver(claims: list[tuple[str, list[Any]]]) -> int:
@@ -500,6 +503,11 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
                     "server_cpu_ms_per_message": 1000 * median(server_cpu[channel]) / n,
                     "reference_cpu_ms_per_message": 1000 * median(cpu[reference]) / n,
                     "reference_server_cpu_ms_per_message": 1000 * median(server_cpu[reference]) / n,
+                    # The PostgreSQL backend's CPU per message (the outcome and its audit row), when
+                    # the server runs on this machine: a figure the load of other processes does not move.
+                    "database_cpu_ms_per_message": (
+                        1000 * median(database_cpu[channel]) / n if database_cpu[channel] else None
+                    ),
                     "run_seconds": times[channel],
                     "reference_seconds": times[reference],
                     "checks": checks,
@@ -507,6 +515,22 @@ def _run(servers: Servers, vapid: Any, *, email: int, push: int, runs: int, batc
             )
         )
     return figures
+
+
+def backend_cpu_seconds() -> float | None:
+    """CPU time so far of this connection's PostgreSQL backend process, if it runs on this machine."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # another machine's process (or no /proc)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _check(check: dict[str, Any], email: int, push: int) -> None:

@@ -1,0 +1,111 @@
+"""Outcomes on PostgreSQL: sent marks go to the server without waiting for its answer; the audit table's indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+import time_machine
+from django.db import connection
+
+from notifications import delivery, services
+from notifications.models import OutboxMessage, OutboxState
+
+from .conftest import paris
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
+    """Four patients by email, each with a calcium check due 2026-02-10: eight reminders due that day."""
+    patients = [make_patient(consent_push=False) for _ in range(4)]
+    with time_machine.travel(paris("2026-01-15"), tick=False):
+        for patient in patients:
+            make_item(patient, due="2026-02-10", kind="calcium_check")
+        services.outbox_sync(patients=patients)
+    return patients
+
+
+def _state_seen_by_another_session(pk: int) -> str:
+    """The row's state as another connection sees it: what is committed."""
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"], dbname=s["NAME"], password=s["PASSWORD"] or None
+    ) as other:
+        row = other.execute("SELECT state FROM notifications_outboxmessage WHERE id = %s", [pk]).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_mark_is_committed_before_its_answer_is_read(due_emails: Any) -> None:
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+    outcomes = delivery._Outcomes()
+    assert outcomes.ahead  # autocommit on psycopg 3
+    answers: list[bool] = []
+    outcomes.write(rows[0], token, answers.append, state=OutboxState.SENT, provider_id="p", attempts=1)
+    assert outcomes.pending is not None and answers == []  # sent, answer not read
+    # Committed by the server on its own: a worker killed now leaves the row marked (no duplicate).
+    for _ in range(200):
+        if _state_seen_by_another_session(rows[0].pk) == "sent":
+            break
+    assert _state_seen_by_another_session(rows[0].pk) == "sent"
+    outcomes.drain()
+    assert answers == [True] and outcomes.pending is None
+    assert rows[0].state == OutboxState.SENT and rows[0].claimed_until is None  # the instance kept in step
+    audit = rows[0].history.get(history_change_reason="delivery")  # the audit entry came in the same statement
+    assert (audit.state, audit.provider_id, audit.claim_token) == ("sent", "p", token)
+
+
+def test_any_other_statement_first_reads_the_pending_answer(due_emails: Any) -> None:
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+    outcomes = delivery._Outcomes()
+    answers: list[tuple[int, bool]] = []
+    with connection.execute_wrapper(outcomes.guard):
+        outcomes.write(rows[0], "not-our-claim", lambda ok: answers.append((0, ok)), state=OutboxState.SENT)
+        assert OutboxMessage.objects.filter(state=OutboxState.SENT).count() == 0  # read the answer first
+        assert answers == [(0, False)]  # the claim was not ours: nothing written
+        outcomes.write(rows[1], token, lambda ok: answers.append((1, ok)), state=OutboxState.SENT)
+        outcomes.write(rows[2], token, lambda ok: answers.append((2, ok)), state=OutboxState.SENT)
+        assert answers == [(0, False), (1, True)]  # the next mark reads the previous one's answer
+        assert OutboxMessage.objects.filter(state=OutboxState.SENT).count() == 2
+    assert answers == [(0, False), (1, True), (2, True)]
+
+
+def test_a_database_error_in_a_mark_is_raised_where_its_answer_is_read(due_emails: Any) -> None:
+    from django.db import DatabaseError
+
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+    outcomes = delivery._Outcomes()
+    outcomes.write(rows[0], token, lambda ok: None, state=OutboxState.SENT, provider_id="p" * 301)  # varchar(300)
+    with pytest.raises(DatabaseError, match="too long"):
+        outcomes.drain()
+    with connection.cursor() as cursor:  # the session is usable again
+        cursor.execute("SELECT state FROM notifications_outboxmessage WHERE id = %s", [rows[0].pk])
+        assert cursor.fetchone()[0] == "sending"
+
+
+def test_a_batch_in_autocommit_marks_ahead_and_counts_every_outcome(due_emails: Any, use_smtp: Any) -> None:
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+        # Another sweep took one row meanwhile (its lease ran out): its mark must find the claim lost.
+        OutboxMessage.objects.filter(pk=rows[3].pk).update(claim_token="another-sweep")
+        stats = delivery.outbox_deliver(token, rows)
+    assert (stats.sent, stats.lost_claims) == (7, 1)
+    assert use_smtp.count == 8 and use_smtp.duplicates() == 0
+    assert OutboxMessage.objects.filter(state=OutboxState.SENT).count() == 7
+    assert OutboxMessage.objects.get(pk=rows[3].pk).state == OutboxState.SENDING  # left to the other sweep
+    sent = OutboxMessage.objects.filter(state=OutboxState.SENT)
+    assert all(row.history.filter(history_change_reason="delivery", state="sent").count() == 1 for row in sent)
+
+
+def test_the_audit_table_keeps_only_the_indexes_its_readers_use() -> None:
+    table = OutboxMessage.history.model._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+    indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] or c["primary_key"])
+    assert indexed == [("history_date",), ("history_id",), ("history_user_id",), ("id",)]
