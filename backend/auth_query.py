@@ -63,9 +63,13 @@ class _UserQuery:
             f" WHERE u.{quote(str(id_field.column))} = %s"
         )
         self.statement = Prepared("carnet_token_user", self.sql, ("text", str(id_field.db_type(connection))))
-        self.converters = [self._converters(field, "u") for field in self.user_fields] + [
+        converters = [self._converters(field, "u") for field in self.user_fields] + [
             self._converters(field, "p") for field in self.patient_fields
         ]
+        # Only the columns that have converters (most have none), as (index, column, converters).
+        self.converters = [(index, column, found) for index, (column, found) in enumerate(converters) if found]
+        self.user_attnames = [f.attname for f in self.user_fields]
+        self.patient_attnames = [f.attname for f in self.patient_fields]
 
     def _row(self, session: str, key: Any) -> Any:
         with connection.cursor() as cursor:
@@ -83,14 +87,14 @@ class _UserQuery:
         if row is None:
             return None
         values = list(row[:-2])
-        for index, (column, converters) in enumerate(self.converters):
+        for index, column, converters in self.converters:
             for convert in converters:
                 values[index] = convert(values[index], column, connection)
         split = len(self.user_fields)
-        user = User.from_db(connection.alias, [f.attname for f in self.user_fields], values[:split])
+        user = User.from_db(connection.alias, self.user_attnames, values[:split])
         patient = None
         if values[split] is not None:  # the patient's primary key: a LEFT JOIN found one
-            patient = Patient.from_db(connection.alias, [f.attname for f in self.patient_fields], values[split:])
+            patient = Patient.from_db(connection.alias, self.patient_attnames, values[split:])
             Patient._meta.get_field("user").set_cached_value(patient, user)
             revision = row[-2]
             if revision is not None:

@@ -11,6 +11,11 @@ first 1,000 planned patients) and against the bare view; then both endpoints aga
 ``If-None-Match`` a polling app sends (304, no body). Targets: p95 < 50 ms; throughput ratio
 (endpoint / bare view) ≥ 0.5. The p95 comes from wrk's latency histogram (Lua ``done`` hook).
 
+Each worker keeps the plans and booklets it rendered by ETag (``CARNET_API_KEPT_BYTES``), so the
+200s here, 32 clients asking for one patient's plan, are mostly bodies already rendered: a
+repeated GET. ``--kept-bytes 0`` keeps none, so that every 200 is rendered afresh (a patient
+whose body no worker holds yet).
+
 Server: sync workers, one per core (``--workers 2``). A request is CPU-bound: about 2 ms of
 Python in the worker and 1 to 2.5 ms in PostgreSQL (measured from /proc during wrk runs), with a
 few sub-millisecond round trips; once both cores are busy, more processes only add context
@@ -91,10 +96,11 @@ def patient_token() -> tuple[str, int]:
 
 
 class Gunicorn:
-    def __init__(self, *, workers: int, threads: int = 1) -> None:
+    def __init__(self, *, workers: int, threads: int = 1, kept_bytes: int | None = None) -> None:
         self.port = free_port()
         self.workers = workers
         self.threads = threads
+        self.kept_bytes = kept_bytes
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Gunicorn:
@@ -106,6 +112,7 @@ class Gunicorn:
             "JWT_ACCESS_MINUTES": "120",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
+            **({"BENCH_API_KEPT_BYTES": str(self.kept_bytes)} if self.kept_bytes is not None else {}),
         }
         self.process = subprocess.Popen(
             [
@@ -162,14 +169,21 @@ def wrk(
 
 
 def run(
-    *, seconds: int, runs: int, connections: int = 32, workers: int = 2, threads: int = 1, command: str = ""
+    *,
+    seconds: int,
+    runs: int,
+    connections: int = 32,
+    workers: int = 2,
+    threads: int = 1,
+    kept_bytes: int | None = None,
+    command: str = "",
 ) -> list[Figure]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
     token, patient_id = patient_token()
     paths = {"plan": "/api/v1/me/plan", "booklet": "/api/v1/me/booklet", "bare": "/bench/bare"}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in [*paths, "plan_304", "booklet_304"]}
-    with Gunicorn(workers=workers, threads=threads) as server:
+    with Gunicorn(workers=workers, threads=threads, kept_bytes=kept_bytes) as server:
         base = f"http://127.0.0.1:{server.port}"
         etags, sizes = {}, {}
         for name in ("plan", "booklet"):  # what a client holds: the body and its ETag
@@ -195,6 +209,8 @@ def run(
     bare_rps = median(r["rps"] for r in results["bare"])
     counts = scale_counts()
     config = f"gunicorn -w {workers}" + (f" --threads {threads} (gthread)" if threads > 1 else " (sync)")
+    if kept_bytes == 0:
+        config += ", no body kept (every 200 rendered)"
     scale = f"{connections} clients, {config}, {counts['patients']:,} patients"
     figures = []
     for name in ("plan", "booklet", "plan_304", "booklet_304"):
@@ -242,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (default: one per core)")
     parser.add_argument("--threads", type=int, default=1, help="threads per worker (> 1: the gthread worker)")
+    parser.add_argument(
+        "--kept-bytes", type=int, default=None, help="bytes of rendered bodies each worker keeps (0: none)"
+    )
     args = parser.parse_args(argv)
     setup_django()
     report(
@@ -251,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
             runs=args.runs,
             workers=args.workers,
             threads=args.threads,
+            kept_bytes=args.kept_bytes,
             command=f"python bench/bench_api.py --seconds {args.seconds} --runs {args.runs}"
-            f" --workers {args.workers} --threads {args.threads}",
+            f" --workers {args.workers} --threads {args.threads}"
+            + (f" --kept-bytes {args.kept_bytes}" if args.kept_bytes is not None else ""),
         ),
     )
     return 0

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.http import HttpResponse
@@ -202,7 +203,7 @@ class MeView(APIView):
 
 
 # Booklets rendered by this process, by revision: a ten-year booklet is ~80 KB, so about 200.
-BOOKLETS = BodyCache(max_bytes=16 * 1024 * 1024)
+BOOKLETS = BodyCache(max_bytes=getattr(settings, "CARNET_API_KEPT_BYTES", 16 * 1024 * 1024))
 
 
 def booklet_response(request: Request, patient: Patient) -> HttpResponse:

@@ -12,6 +12,7 @@ import uuid
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpResponse
@@ -173,7 +174,7 @@ def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
 
 # Plans rendered by this process, by ETag (revision, local date, language, format): that is all
 # the body depends on. A plan is ~15-30 KB: about 500 here.
-PLANS = BodyCache(max_bytes=16 * 1024 * 1024)
+PLANS = BodyCache(max_bytes=getattr(settings, "CARNET_API_KEPT_BYTES", 16 * 1024 * 1024))
 
 
 def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
