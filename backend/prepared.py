@@ -52,6 +52,11 @@ class Prepared:
         if connection.vendor != "postgresql":
             cursor.execute(self.sql, params)
             return
+        self.ensure(cursor)
+        cursor.execute(self.execute, params)
+
+    def ensure(self, cursor: Any) -> None:
+        """``PREPARE`` on ``cursor``'s connection (PostgreSQL) unless done already; ``execute`` may follow."""
         raw = connection.connection
         names = _prepared.get(raw)
         if names is None:
@@ -59,7 +64,6 @@ class Prepared:
         if self.name not in names:
             cursor.execute(self.prepare)
             names.add(self.name)
-        cursor.execute(self.execute, params)
 
 
 def first_query(read: Callable[[], _T]) -> _T:
