@@ -109,3 +109,27 @@ def test_the_audit_table_keeps_only_the_indexes_its_readers_use() -> None:
         constraints = connection.introspection.get_constraints(cursor, table)
     indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] or c["primary_key"])
     assert indexed == [("history_date",), ("history_id",), ("history_user_id",), ("id",)]
+
+
+def test_outcomes_run_as_statements_prepared_once_per_connection(due_emails: Any) -> None:
+    from django.test.utils import CaptureQueriesContext
+
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+    with CaptureQueriesContext(connection) as queries:
+        for row in rows[:3]:
+            assert delivery._finish(row, token, state=OutboxState.SENT, provider_id="p", attempts=1)
+    sent = [str(q["sql"]) for q in queries.captured_queries]
+    assert sum(q.startswith("PREPARE outbox_outcome_") for q in sent) <= 1  # none if an earlier test prepared it
+    assert sum("EXECUTE outbox_outcome_" in q for q in sent) == 3
+    assert not any("UPDATE" in q for q in sent if not q.startswith("PREPARE"))  # the statement's text went once
+    outcomes = delivery._Outcomes()
+    answers: list[bool] = []
+    outcomes.write(rows[3], token, answers.append, state=OutboxState.SENT, provider_id="p", attempts=1)
+    outcomes.drain()
+    assert answers == [True]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'outbox_outcome_%%'")
+        assert cursor.fetchone()[0] == 1  # one column set (a sent mark): one statement, on this connection
+    assert OutboxMessage.objects.filter(state=OutboxState.SENT).count() == 4
+    assert all(r.history.filter(history_change_reason="delivery", state="sent").count() == 1 for r in rows[:4])
