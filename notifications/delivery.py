@@ -366,6 +366,13 @@ def _outcome_prepared(names: tuple[str, ...], audit: bool) -> Prepared:
     return Prepared(name, sql, types)
 
 
+def _wait_for(fd: int, events: int) -> None:
+    """Block until ``fd`` is ready for ``events`` (poll: any descriptor number, unlike select)."""
+    poller = select.poll()
+    poller.register(fd, events | select.POLLERR | select.POLLHUP)
+    poller.poll()
+
+
 def _keep_in_step(row: OutboxMessage, values: dict[str, Any]) -> None:
     for name, value in values.items():
         setattr(row, name, value)
@@ -410,7 +417,7 @@ class _Outcomes:
             pgconn = connection.connection.pgconn
             pgconn.send_query(self.composer.mogrify(ASYNC_COMMIT + prepared.execute, params).encode())
             while pgconn.flush():  # 1 while some of it is still to go
-                select.select([], [pgconn.socket], [])
+                _wait_for(pgconn.socket, select.POLLOUT)
         _keep_in_step(row, values)
         self.pending = (row, done)
 
@@ -426,7 +433,7 @@ class _Outcomes:
             pgconn = connection.connection.pgconn
             while True:
                 while pgconn.is_busy():
-                    select.select([pgconn.socket], [], [])  # waits without the GIL
+                    _wait_for(pgconn.socket, select.POLLIN)  # without the GIL
                     pgconn.consume_input()
                 result = pgconn.get_result()
                 if result is None:
