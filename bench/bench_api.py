@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_django()
+    # Bodies kept or not are two configurations: two result files, so bench/run reports both.
     report(
-        "api",
+        "api_cold" if args.kept_bytes == 0 else "api",
         run(
             seconds=args.seconds,
             runs=args.runs,
