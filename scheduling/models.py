@@ -45,19 +45,8 @@ class ItemStatus(models.TextChoices):
     BLOCKED = "blocked", _("Blocked")
 
 
-OPEN_STATUSES = (
-    ItemStatus.SCHEDULED,
-    ItemStatus.REMINDER,
-    ItemStatus.WINDOW_OPEN,
-    ItemStatus.DUE,
-    ItemStatus.OVERDUE_L1,
-    ItemStatus.OVERDUE_L2,
-    ItemStatus.OVERDUE_L3,
-    ItemStatus.OVERDUE_L4,
-    ItemStatus.BLOCKED,
-)
-CLOSED_STATUSES = (ItemStatus.DONE, ItemStatus.MISSED, ItemStatus.CANCELLED)
 # Open items the last re-plan found late (their due date came) or blocked, and the others.
+EARLY_STATUSES = (ItemStatus.SCHEDULED, ItemStatus.REMINDER, ItemStatus.WINDOW_OPEN)
 LATE_STATUSES = (
     ItemStatus.DUE,
     ItemStatus.OVERDUE_L1,
@@ -66,7 +55,8 @@ LATE_STATUSES = (
     ItemStatus.OVERDUE_L4,
     ItemStatus.BLOCKED,
 )
-EARLY_STATUSES = (ItemStatus.SCHEDULED, ItemStatus.REMINDER, ItemStatus.WINDOW_OPEN)
+OPEN_STATUSES = (*EARLY_STATUSES, *LATE_STATUSES)
+CLOSED_STATUSES = (ItemStatus.DONE, ItemStatus.MISSED, ItemStatus.CANCELLED)
 
 
 def next_date() -> Least:

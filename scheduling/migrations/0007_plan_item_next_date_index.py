@@ -13,26 +13,10 @@ Built ``CONCURRENTLY`` on PostgreSQL (not atomic), plain DDL elsewhere.
 
 from __future__ import annotations
 
-from typing import Any
-
 import django.db.models.functions.comparison
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
-from django.db.migrations.operations import AddIndex
 
-
-class AddIndexOnline(AddIndexConcurrently):
-    def database_forwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+from backend.migration_ops import AddIndexOnline
 
 
 class Migration(migrations.Migration):
