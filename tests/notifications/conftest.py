@@ -137,3 +137,18 @@ def open_escalation() -> Any:
         )
 
     return make
+
+
+@pytest.fixture
+def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
+    """Four patients by email, each with a calcium check due 2026-02-10: eight reminders due that day."""
+    import time_machine
+
+    from notifications.services import outbox_sync  # lazy: the apps load after this module
+
+    patients = [make_patient(consent_push=False) for _ in range(4)]
+    with time_machine.travel(paris("2026-01-15"), tick=False):
+        for patient in patients:
+            make_item(patient, due="2026-02-10", kind="calcium_check")
+        outbox_sync(patients=patients)
+    return patients

@@ -202,17 +202,6 @@ def test_outcome_commits_without_waiting_for_the_flush_and_leaves_the_session_al
     assert not rows[1].history.filter(history_change_reason="delivery").exists()
 
 
-@pytest.fixture
-def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
-    """Four patients by email, each with a calcium check due 2026-02-10: eight reminders due that day."""
-    patients = [make_patient(consent_push=False) for _ in range(4)]
-    with time_machine.travel(paris("2026-01-15"), tick=False):
-        for patient in patients:
-            make_item(patient, due="2026-02-10", kind="calcium_check")
-        services.outbox_sync(patients=patients)
-    return patients
-
-
 @pytest.mark.django_db
 def test_a_mark_follows_its_send_by_at_most_one_message(due_emails: Any, use_smtp: Any, monkeypatch: Any) -> None:
     events: list[tuple[str, str, str]] = []  # (what, row key, thread), from both threads

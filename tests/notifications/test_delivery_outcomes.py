@@ -9,23 +9,12 @@ import pytest
 import time_machine
 from django.db import connection
 
-from notifications import delivery, services
+from notifications import delivery
 from notifications.models import OutboxMessage, OutboxState
 
 from .conftest import paris
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
-    """Four patients by email, each with a calcium check due 2026-02-10: eight reminders due that day."""
-    patients = [make_patient(consent_push=False) for _ in range(4)]
-    with time_machine.travel(paris("2026-01-15"), tick=False):
-        for patient in patients:
-            make_item(patient, due="2026-02-10", kind="calcium_check")
-        services.outbox_sync(patients=patients)
-    return patients
 
 
 def _state_seen_by_another_session(pk: int) -> str:
