@@ -143,18 +143,7 @@ def test_vapid_header_is_signed_once_per_push_service(use_push: Any) -> None:
     transport = transport_for("webpush")
     transport.open()
     for n in range(2):
-        transport.send(
-            Envelope(
-                key=f"{n}{KEY[1:]}",
-                channel="webpush",
-                to=sub.endpoint,
-                language="fr",
-                push_title="Carnet",
-                push_body="b",
-                p256dh=sub.p256dh,
-                auth=sub.auth,
-            )
-        )
+        transport.send(_push(n, sub, push_title="Carnet"))
     transport.close()
     assert use_push.count == 2 and not use_push.rejected  # the endpoint checked the reused token twice
     assert len(webpush_transport._vapid_cache) == 2
@@ -285,20 +274,7 @@ def test_push_goes_out_on_one_keep_alive_connection_per_batch(use_push: Any) -> 
     transport = transport_for("webpush")
     transport.open()
     try:
-        ids = [
-            transport.send(
-                Envelope(
-                    key=f"{n}{KEY[1:]}",
-                    channel="webpush",
-                    to=sub.endpoint,
-                    language="fr",
-                    push_body="b",
-                    p256dh=sub.p256dh,
-                    auth=sub.auth,
-                )
-            )
-            for n, sub in enumerate(subs)
-        ]
+        ids = [transport.send(_push(n, sub)) for n, sub in enumerate(subs)]
         pools = transport.pools  # type: ignore[attr-defined]  # WebPushTransport's own
         pool = pools.connection_from_url(use_push.origin)
         assert pool.num_connections == 1 and pool.num_requests == 3
@@ -347,3 +323,17 @@ def test_a_kept_session_is_not_used_with_other_settings(use_smtp: Any, settings:
     second.open()
     assert second.connection is not session  # type: ignore[attr-defined]
     second.close()
+
+
+def _push(n: int, sub: Any, **fields: Any) -> Envelope:
+    """The ``n``-th Web Push envelope (its own key) to the subscription ``sub``."""
+    return Envelope(
+        key=f"{n}{KEY[1:]}",
+        channel="webpush",
+        to=sub.endpoint,
+        language="fr",
+        push_body="b",
+        p256dh=sub.p256dh,
+        auth=sub.auth,
+        **fields,
+    )
