@@ -6,12 +6,13 @@ with a 5xx (a bounce) and slow every message down (to kill a worker mid-batch).
 
 from __future__ import annotations
 
-import email
 import logging
 import socket
 import threading
 import time
 from collections import Counter
+from email.parser import BytesHeaderParser
+from email.policy import compat32
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -21,6 +22,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# The headers only, without the MIME structure: a multipart message's parse compiles a regular
+# expression for its boundary, fresh in every message (the re module caches 512), which cost this
+# server more per message than all the rest of the parse.
+HEADERS = BytesHeaderParser(policy=compat32)
 
 
 class _Handler:
@@ -37,7 +44,7 @@ class _Handler:
         if self.server.delay:
             time.sleep(self.server.delay)  # blocks the loop on purpose: a slow server
         head = envelope.content.split(b"\r\n\r\n", 1)[0]
-        message = email.message_from_bytes(head)  # the headers only: a cheap, fast counter
+        message = HEADERS.parsebytes(head)  # the headers only: a cheap, fast counter
         with self.server.lock:
             self.server.messages.append(
                 {
