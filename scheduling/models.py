@@ -166,6 +166,10 @@ class PlanState(models.Model):
     flags = models.JSONField(default=list, blank=True)
     revision = models.UUIDField(default=uuid.uuid4)
     updated_at = models.DateTimeField()
+    # The digest of the plan the last sync stored (scheduling.services.plan_digest): a re-plan
+    # whose rules give the same plan writes nothing and reads none of its items. NULL: diff the
+    # items (rows written before it existed, or by a loader).
+    digest = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("plan state")

@@ -14,9 +14,11 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -28,9 +30,10 @@ from django.utils import timezone
 from backend.errors import CarnetError
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
-from scheduling.models import CLOSED_STATUSES, OPEN_STATUSES, Escalation, ItemStatus, PlanItem
+from scheduling.models import CLOSED_STATUSES, OPEN_STATUSES, Escalation, ItemStatus, PlanItem, PlanState
 from scheduling.plan_state import plan_states_sync
 from scheduling.rules import engine
+from scheduling.rules.config import RulesConfig
 from scheduling.rules.facts import PlanInput
 from scheduling.rules.flags import Flag
 from scheduling.rules.protocols import protocols
@@ -112,6 +115,37 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
     config = selectors.rules_config()
     plans = {p.pk: engine.compute_plan(inputs[p.pk], today=today_by_patient[p.pk], config=config) for p in patients}
+    # A plan the rules give exactly as they gave it at the last sync is stored as it is: its items,
+    # flags and escalations were written then, and only this sync writes them.
+    digests = {pk: plan_digest(plan, config) for pk, plan in plans.items()}
+    stored_digests = dict(PlanState.objects.filter(patient_id__in=list(plans)).values_list("patient_id", "digest"))
+    changed = [p for p in patients if stored_digests.get(p.pk) != digests[p.pk]]
+    result = SyncResult()
+    if changed:
+        _plans_store(changed, plans, inputs, result, moment, today_by_patient)
+        # Every changed plan has its state row now (plan_states_sync creates missing ones).
+        PlanState.objects.bulk_update(
+            [PlanState(patient_id=p.pk, digest=digests[p.pk]) for p in changed], ["digest"], batch_size=1000
+        )
+    from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
+
+    if outbox == "all":
+        outbox_sync(patients=patients, result=result, now=moment)
+    else:
+        changed_ids = result.patient_ids()
+        outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
+    return result
+
+
+def _plans_store(
+    patients: Sequence[Patient],
+    plans: dict[int, engine.Plan],
+    inputs: dict[int, PlanInput],
+    result: SyncResult,
+    moment: datetime,
+    today_by_patient: dict[int, date],
+) -> None:
+    """Write the differences between ``plans`` and the stored items, escalations and plan states."""
     # Only the rows that can change: the open ones, and closed ones whose key is planned again
     # (a voided dose reopens its item). Years of done items stay unread.
     planned_keys = {item.key for plan in plans.values() for item in plan.items}
@@ -142,7 +176,6 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     stored: dict[int, dict[str, PlanItem]] = defaultdict(dict)
     for row in loaded.values():
         stored[row.patient_id][row.key] = row
-    result = SyncResult()
     to_create: list[PlanItem] = []
     to_update: list[PlanItem] = []
     fingerprinted: list[PlanItem] = []  # values unchanged, only the fingerprint to store
@@ -208,15 +241,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
         appointments_close_for_items(result.closed, now=moment)
     _escalations_sync(patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered)
     # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
-    plan_states_sync(plans, result=result, now=moment)
-    from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
-
-    if outbox == "all":
-        outbox_sync(patients=patients, result=result, now=moment)
-    else:
-        changed_ids = result.patient_ids()
-        outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
-    return result
+    plan_states_sync({p.pk: plans[p.pk] for p in patients}, result=result, now=moment)
 
 
 def _one_parameter(values: set[str]) -> Any:
@@ -339,6 +364,40 @@ def _item_fingerprint(item: engine.PlanItem, flags: list[dict[str, object]]) -> 
 def _digest(canonical: list[object]) -> int:
     raw = _CANONICAL.encode(canonical)
     return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+# Every field of an item and of a flag, in order: a plan's digest covers all the rules gave.
+_ITEM_VALUES = attrgetter(*(f.name for f in dataclass_fields(engine.PlanItem)))
+_FLAG_VALUES = attrgetter(*(f.name for f in dataclass_fields(Flag)))
+# Bump when what a sync stores from the same plan changes (columns, their derivation), so that
+# every stored plan is diffed item by item once more.
+PLAN_DIGEST_VERSION = 1
+
+
+def plan_digest(plan: engine.Plan, config: RulesConfig) -> int:
+    """A signed 64-bit digest of everything ``plan`` stores: its items, every field, and its flags.
+
+    Equal digests mean the rules gave exactly the plan the last sync stored, so that sync's items,
+    escalations and plan state stand. ``repr`` of plain values (str, int, float, dates, tuples,
+    dicts in insertion order) is the same in every process, unlike ``hash`` of a str; the rules
+    sort items and flags, so equal plans give equal text. One C-level ``repr`` for the whole plan
+    costs a fraction of the per-item fingerprints it spares. The rules' configuration is part of
+    it: a policy change (a ladder's offsets) must diff every plan again.
+    """
+    text = repr(
+        (
+            PLAN_DIGEST_VERSION,
+            _config_text(config),
+            [_ITEM_VALUES(item) for item in plan.items],
+            [_FLAG_VALUES(flag) for flag in plan.flags],
+        )
+    )
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@lru_cache(maxsize=8)
+def _config_text(config: RulesConfig) -> str:
+    return hashlib.blake2b(repr(config).encode(), digest_size=16).hexdigest()
 
 
 def _canonical(value: object) -> object:

@@ -14,8 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from backend.errors import CarnetError
 from patients import services as booklet
 from patients.models import DoseRecord
-from scheduling import services
-from scheduling.models import Escalation, PlanItem
+from scheduling import selectors, services
+from scheduling.models import Escalation, PlanItem, PlanState
 
 from .conftest import at
 
@@ -313,23 +313,49 @@ def test_voiding_the_dose_reopens_the_same_done_item(
     assert _open_injection(patient).pk == item.pk
 
 
+def _item_reads(patient: Any) -> list[str]:
+    """The statements on plan items of a re-plan of ``patient`` with unchanged facts."""
+    with time_machine.travel(at("2026-01-15", 18), tick=False), CaptureQueriesContext(connection) as ctx:
+        services.plan_sync(patient=patient)
+    return [q["sql"] for q in ctx.captured_queries if 'FROM "scheduling_planitem"' in q["sql"]]
+
+
+def test_an_unchanged_plan_is_recognised_by_its_digest_without_reading_its_items(
+    op_patient: tuple[Any, Any],
+) -> None:
+    """The rules give the plan the last sync stored: no item is read to diff it (only the
+    outbox's own read of the open items, as a fact service re-syncs the outbox)."""
+    patient, _ = op_patient
+    state = PlanState.objects.get(patient=patient)
+    with time_machine.travel(at("2026-01-15", 18), tick=False):
+        expected = services.plan_digest(services.plan_compute(patient), selectors.rules_config())
+    assert state.digest == expected
+    reads = _item_reads(patient)
+    assert not any('"scheduling_planitem"."fingerprint"' in sql for sql in reads), reads
+    assert len(reads) == 1 and '"scheduling_planitem"."status" IN' in reads[0], reads
+
+
 def test_unchanged_items_are_recognised_by_fingerprint_without_loading_them(op_patient: tuple[Any, Any]) -> None:
-    """The re-plan reads (id, key, fingerprint, status, level); whole rows only when they differ."""
+    """A plan without a matching digest is diffed item by item: the re-plan reads (id, key,
+    fingerprint, status, level); whole rows only when they differ."""
     patient, _ = op_patient
     stored = {r.key: r.fingerprint for r in PlanItem.objects.filter(patient=patient, closed_at__isnull=True)}
     assert stored and all(isinstance(f, int) for f in stored.values())
-    with time_machine.travel(at("2026-01-15", 18), tick=False), CaptureQueriesContext(connection) as ctx:
-        services.plan_sync(patient=patient)
-    plan_reads = [q["sql"] for q in ctx.captured_queries if 'FROM "scheduling_planitem"' in q["sql"]]
+    PlanState.objects.filter(patient=patient).update(digest=None)
+    plan_reads = _item_reads(patient)
     # The narrow read (and the outbox's own read of open items): no row is loaded whole.
     assert any('"scheduling_planitem"."fingerprint"' in sql for sql in plan_reads), plan_reads
     assert not any('"scheduling_planitem"."blocked_by"' in sql for sql in plan_reads), plan_reads
+    assert PlanState.objects.get(patient=patient).digest is not None  # and the digest is back
 
 
 def test_a_row_without_fingerprint_gets_one_without_a_new_version(op_patient: tuple[Any, Any]) -> None:
-    """Rows written before the fingerprint existed are compared whole once, then fingerprinted."""
+    """Rows written before the fingerprint (and the plan digest) existed are compared whole once,
+    then fingerprinted."""
     patient, _ = op_patient
     PlanItem.objects.filter(patient=patient).update(fingerprint=None)
+    PlanState.objects.filter(patient=patient).update(digest=None)
+    revision = PlanState.objects.get(patient=patient).revision
     before = {r.key: (r.version, r.status) for r in PlanItem.objects.filter(patient=patient)}
     with time_machine.travel(at("2026-01-15", 18), tick=False):
         result = services.plan_sync(patient=patient)
@@ -337,6 +363,59 @@ def test_a_row_without_fingerprint_gets_one_without_a_new_version(op_patient: tu
     rows = list(PlanItem.objects.filter(patient=patient, closed_at__isnull=True))
     assert all(r.fingerprint is not None for r in rows)
     assert {r.key: (r.version, r.status) for r in PlanItem.objects.filter(patient=patient)} == before
+    assert PlanState.objects.get(patient=patient).revision == revision  # nothing shown changed
+
+
+def test_a_new_day_or_policy_gives_a_new_digest_and_an_item_diff(op_patient: tuple[Any, Any]) -> None:
+    """The digest covers every field the rules give (a status, days late) and the policy: a
+    changed plan or ladder is diffed and stored, never skipped."""
+    from scheduling.rules.config import RulesConfig
+
+    patient, _ = op_patient
+    config = selectors.rules_config()
+    with time_machine.travel(at("2026-01-15", 18), tick=False):
+        plan = services.plan_compute(patient)
+    with time_machine.travel(at("2026-07-20", 18), tick=False):
+        late = services.plan_compute(patient)
+    stricter = RulesConfig.from_mapping({"op_escalation_days": [1, 15, 29, 113]})
+    assert len({services.plan_digest(plan, config), services.plan_digest(late, config)}) == 2
+    assert services.plan_digest(plan, stricter) != services.plan_digest(plan, config)
+    with time_machine.travel(at("2026-07-20", 18), tick=False):
+        result = services.plan_sync(patient=patient)
+    assert result.updated and _open_injection(patient).status == "overdue_L1"
+    assert PlanState.objects.get(patient=patient).digest == services.plan_digest(late, config)
+
+
+def test_plan_digest_is_the_same_in_every_process() -> None:
+    """Stored digests are compared by other processes (the nightly pass, workers): the digest
+    must not depend on the process's string hashing (PYTHONHASHSEED)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'backend.settings'); django.setup()\n"
+        "from datetime import date\n"
+        "from scheduling import selectors, services\n"
+        "from scheduling.rules.engine import compute_plan\n"
+        "from tests.scheduling.test_rules_support import OP, VITD, calcium, course, doses, facts, lab, patient\n"
+        "f = facts(pt=patient(birth_date=date(1940, 3, 1), egfr_ml_min=28.0),"
+        " courses=(course(), course(VITD, '2025-11-01', key='c2')), dose_list=doses(OP, '2025-01-15', '2025-07-10'),"
+        " labs=(*calcium('2026-01-02', value=1.9), lab('25ohd', 12.0, 'ng/mL', '2025-10-20')))\n"
+        "config = selectors.rules_config()\n"
+        "print(services.plan_digest(compute_plan(f, today=date(2026, 3, 20), config=config), config))\n"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1 and digests.pop().lstrip("-").isdigit()
 
 
 def test_bulk_replan_resyncs_the_outbox_only_of_changed_plans(op_patient: tuple[Any, Any], nurse: Any) -> None:
@@ -396,3 +475,59 @@ def test_item_fingerprint_is_the_fingerprint_of_the_stored_values() -> None:
     assert checked > 30
     kinds = {planned.item.status for p in plans for planned in _plan_fingerprints(p).values()}
     assert any(status.startswith("overdue_") for status in kinds)
+
+
+def test_fact_reads_give_what_the_orm_gives(op_patient: tuple[Any, Any], nurse: Any, calcium: Any) -> None:
+    """``plan_inputs`` reads the facts with hand-written SQL on PostgreSQL: every table gives the
+    rows, columns, order and Python types of the ORM's read, voided rows left out."""
+    from scheduling.selectors import _FACT_READS, _fact_rows, _orm_fact_rows
+
+    patient, course = op_patient
+    with time_machine.travel(at("2026-02-01", 9), tick=False):
+        booklet.dose_record(
+            patient=patient,
+            product="cholecalciferol",
+            dose_value=Decimal("50000"),
+            dose_unit="IU",
+            route="PO",
+            given_at=at("2026-01-20", 8),
+            by=nurse,
+            source=DoseRecord.Source.HISTORY,
+        )
+        voided = calcium(patient, "2026-01-25", value="2.10", albumin=None)
+        booklet.lab_void(lab=voided, reason="Wrong patient", by=nurse)
+        booklet.lab_add(
+            patient=patient,
+            test="egfr",
+            value=Decimal("48.5"),
+            unit="mL/min/1.73m2",
+            drawn_at=at("2026-01-26", 8),
+            by=nurse,
+            reference_low=Decimal("60"),
+            reference_high=Decimal("120"),
+        )
+        booklet.dental_event_add(patient=patient, event="exam", on=date(2026, 1, 27), by=nurse)
+        booklet.comedication_add(
+            patient=patient,
+            name="prednisone",
+            drug_class="glucocorticoid",
+            start_date=date(2026, 1, 2),
+            mg_per_day=Decimal("7.5"),
+            by=nurse,
+        )
+        booklet.course_stop(course=course, stop_date=date(2026, 1, 30), reason="Switch", by=nurse)
+    ids = [patient.pk]
+    for name in _FACT_READS:
+        rows = _fact_rows(name, ids)
+        assert rows, name
+        assert rows == _orm_fact_rows(name, ids), name
+        assert [[type(v) for v in row] for row in rows] == [[type(v) for v in row] for row in _orm_fact_rows(name, ids)]
+    facts = selectors.plan_inputs([patient], today_by_patient={patient.pk: date(2026, 2, 1)})[patient.pk]
+    assert [(d.protocol, d.course_key) for d in facts.doses] == [
+        ("denosumab_op_60mg_q6m", str(course.pk)),
+        ("vitamin_d_50000iu", None),
+    ]
+    assert facts.courses[0].stop is not None and facts.courses[0].stop.consolidation == "zoledronic_op_5mg"
+    assert [lab.test for lab in facts.labs] == ["calcium_total", "albumin", "egfr"]  # the voided one left out
+    assert facts.patient.egfr_ml_min == 48.5 and (facts.labs[-1].ref_low, facts.labs[-1].ref_high) == (60.0, 120.0)
+    assert facts.comedications[0].mg_per_day == 7.5 and facts.dental[0].event == "exam"
