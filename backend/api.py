@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -207,7 +207,7 @@ def uuid_or_404(raw: str) -> uuid.UUID:
         raise Http404 from exc
 
 
-def api_language(request: Request, default: str | None = None) -> str:
+def api_language(request: HttpRequest, default: str | None = None) -> str:
     """``Accept-Language`` when the request sends one (fr or en), else ``default``, else the active one."""
     active = (get_language() or "fr")[:2]
     if request.headers.get("Accept-Language") or default is None:

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef, Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -39,6 +39,7 @@ from backend.conditional import (
     not_modified,
 )
 from backend.errors import CarnetError
+from backend.polled import PolledGetView
 from idempotency.services import idempotent
 from notifications.api import DeviceSerializer, PreferencesSerializer, preferences_data, preferences_of
 from notifications.api import preferences_update as notification_preferences_update
@@ -206,7 +207,7 @@ class MeView(APIView):
 BOOKLETS = BodyCache(max_bytes=getattr(settings, "CARNET_API_KEPT_BYTES", 16 * 1024 * 1024))
 
 
-def booklet_response(request: Request, patient: Patient) -> HttpResponse:
+def booklet_response(request: HttpRequest, patient: Patient) -> HttpResponse:
     """The booklet with an ETag known before rendering it (its revision): a 304 costs one query
     after auth, and a body this process rendered at the same revision is not rendered again."""
     etag = booklet_etag(patient)
@@ -222,9 +223,15 @@ def booklet_response(request: Request, patient: Patient) -> HttpResponse:
     return json_bytes_response(request, body, etag=etag)
 
 
-class MeBookletView(APIView):
+class MeBookletView(PolledGetView):
+    """``GET`` answered by ``backend.polled`` (the same checks, without DRF's dispatch); other methods by DRF."""
+
     permission_classes = [IsPatient]
     content_negotiation_class = PolledNegotiation
+
+    @staticmethod
+    def polled(request: HttpRequest, patient: Patient) -> HttpResponse:
+        return booklet_response(request, patient)
 
     @extend_schema(
         operation_id="me_booklet",

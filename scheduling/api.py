@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -49,6 +49,7 @@ from backend.conditional import (
     not_modified,
 )
 from backend.errors import CarnetError, NotFound
+from backend.polled import PolledGetView
 from idempotency.services import idempotent
 from patients.api import scoped_patients, scoped_records, staff_patient
 from patients.models import Patient, User
@@ -177,7 +178,7 @@ def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
 PLANS = BodyCache(max_bytes=getattr(settings, "CARNET_API_KEPT_BYTES", 16 * 1024 * 1024))
 
 
-def plan_response(request: Request, patient: Patient, *, lang: str) -> HttpResponse:
+def plan_response(request: HttpRequest, patient: Patient, *, lang: str) -> HttpResponse:
     """The plan with an ETag known before the work (revision, today, language): a 304 costs one
     query, or none after auth when the auth query read the revision (the patient's own plan);
     a body this process rendered for the same ETag is not rendered again."""
@@ -206,9 +207,15 @@ def _plan_etag(patient: Patient, revision: uuid.UUID, lang: str) -> str:
     return f'W/"plan-{revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
 
 
-class MePlanView(APIView):
+class MePlanView(PolledGetView):
+    """``GET`` answered by ``backend.polled`` (the same checks, without DRF's dispatch); other methods by DRF."""
+
     permission_classes = [IsPatient]
     content_negotiation_class = PolledNegotiation
+
+    @staticmethod
+    def polled(request: HttpRequest, patient: Patient) -> HttpResponse:
+        return plan_response(request, patient, lang=api_language(request, patient.language))
 
     @extend_schema(
         operation_id="me_plan",
