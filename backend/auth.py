@@ -91,7 +91,8 @@ class JWTAuthentication(BaseJWTAuthentication):
 
         return validated_token(raw_token, super().get_validated_token)  # decoded once per process
 
-    def get_user(self, validated_token: Any) -> Any:
+    def get_user(self, validated_token: Any, *, at_auth: Any = None) -> Any:
+        """The token's user; ``at_auth`` (``backend.auth_query.AtAuth``): a value read with it."""
         from backend.auth_query import token_user  # lazy: this module is imported by the settings
 
         sid = validated_token.get(SESSION_CLAIM)
@@ -100,7 +101,7 @@ class JWTAuthentication(BaseJWTAuthentication):
         if jwt_settings.USER_ID_CLAIM not in validated_token:
             raise InvalidToken(_("Token contained no recognizable user identification"))
         try:
-            found = token_user(user_id=validated_token[jwt_settings.USER_ID_CLAIM], session=str(sid))
+            found = token_user(user_id=validated_token[jwt_settings.USER_ID_CLAIM], session=str(sid), extra=at_auth)
         except ValidationError:  # not a UUID
             found = None
         if found is None:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -34,8 +35,20 @@ from scheduling.models import PlanState
 _PLAN_REVISION = "_plan_revision_at_auth"
 
 
+@dataclass(frozen=True)
+class AtAuth:
+    """One more value read with the token's user, for one endpoint (``GET /me/booklet``: the
+    booklet's revision): ``sql`` is an expression over the patient's row (alias ``p``), as text,
+    for the database ``vendor`` only (elsewhere it is not read: ``read_at_auth`` gives None)."""
+
+    name: str
+    sql: str
+    vendor: str = "postgresql"
+
+
 class _UserQuery:
-    def __init__(self) -> None:
+    def __init__(self, extra: AtAuth | None = None) -> None:
+        self.extra = extra
         quote = connection.ops.quote_name
         self.user_fields = list(User._meta.concrete_fields)
         self.patient_fields = list(Patient._meta.concrete_fields)
@@ -53,16 +66,18 @@ class _UserQuery:
         self.id_field = id_field
         state_patient: Any = PlanState._meta.get_field("patient")
         state_revision: Any = PlanState._meta.get_field("revision")
-        # Table and column names come from the models' metadata only.
+        extra_sql = f", ({extra.sql})::text" if extra is not None else ""
+        # Table and column names come from the models' metadata only (and ``extra``, from the code).
         self.sql = (
-            f"SELECT {', '.join(columns)}, s.{quote(str(state_revision.column))}, {revoked}"  # noqa: S608
+            f"SELECT {', '.join(columns)}, s.{quote(str(state_revision.column))}{extra_sql}, {revoked}"  # noqa: S608
             f" FROM {quote(User._meta.db_table)} u"
             f" LEFT OUTER JOIN {quote(Patient._meta.db_table)} p ON p.{patient_user} = u.{quote('id')}"
             f" LEFT OUTER JOIN {quote(PlanState._meta.db_table)} s"
             f" ON s.{quote(str(state_patient.column))} = p.{quote('id')}"
             f" WHERE u.{quote(str(id_field.column))} = %s"
         )
-        self.statement = Prepared("carnet_token_user", self.sql, ("text", str(id_field.db_type(connection))))
+        name = "carnet_token_user" + (f"_{extra.name}" if extra is not None else "")
+        self.statement = Prepared(name, self.sql, ("text", str(id_field.db_type(connection))))
         converters = [self._converters(field, "u") for field in self.user_fields] + [
             self._converters(field, "p") for field in self.patient_fields
         ]
@@ -86,7 +101,8 @@ class _UserQuery:
         row = first_query(lambda: self._row(session, key))  # the request's first query: no health check
         if row is None:
             return None
-        values = list(row[:-2])
+        tail = 3 if self.extra is not None else 2  # plan revision, [extra], signed out
+        values = list(row[:-tail])
         for index, column, converters in self.converters:
             for convert in converters:
                 values[index] = convert(values[index], column, connection)
@@ -96,16 +112,21 @@ class _UserQuery:
         if values[split] is not None:  # the patient's primary key: a LEFT JOIN found one
             patient = Patient.from_db(connection.alias, self.patient_attnames, values[split:])
             Patient._meta.get_field("user").set_cached_value(patient, user)
-            revision = row[-2]
+            revision = row[-tail]
             if revision is not None:
                 setattr(patient, _PLAN_REVISION, revision if isinstance(revision, uuid.UUID) else uuid.UUID(revision))
+            if self.extra is not None:
+                setattr(patient, _AT_AUTH + self.extra.name, row[-2])
         User._meta.get_field("patient").set_cached_value(user, patient)
         return user, bool(row[-1])
 
 
+_AT_AUTH = "_at_auth_"
+
+
 @cache
-def _query() -> _UserQuery:
-    return _UserQuery()
+def _query(extra: AtAuth | None = None) -> _UserQuery:
+    return _UserQuery(extra)
 
 
 def plan_revision_at_auth(patient: Patient) -> uuid.UUID | None:
@@ -114,10 +135,19 @@ def plan_revision_at_auth(patient: Patient) -> uuid.UUID | None:
     return revision
 
 
-def token_user(*, user_id: Any, session: str) -> tuple[User, bool] | None:
+def read_at_auth(patient: Patient, extra: AtAuth) -> str | None:
+    """``extra`` as read with the token's user in this request, if it was."""
+    value: str | None = getattr(patient, _AT_AUTH + extra.name, None)
+    return value
+
+
+def token_user(*, user_id: Any, session: str, extra: AtAuth | None = None) -> tuple[User, bool] | None:
     """The active-or-not user named by a token, with ``user.patient`` loaded, and whether
-    ``session`` (the token's refresh token id) was signed out; None if there is no such user."""
-    return _query().fetch(user_id=user_id, session=session)
+    ``session`` (the token's refresh token id) was signed out; None if there is no such user.
+    With ``extra``, that value is read in the same statement (``read_at_auth``)."""
+    if extra is not None and extra.vendor != connection.vendor:
+        extra = None
+    return _query(extra).fetch(user_id=user_id, session=session)
 
 
 # --- the token itself -------------------------------------------------------------------------

@@ -10,7 +10,8 @@ itself, with the same parts DRF would call, in the same order:
   (what ``backend.conditional.PolledNegotiation`` answers at once);
 - authentication: a ``Bearer`` header, through the very ``JWTAuthentication`` DRF would use
   (the token decoded once per process, the one auth query, signed-out sessions and inactive
-  users refused);
+  users refused); the booklet's revision is read by that same query (``at_auth``), so a booklet
+  304 costs one statement, as the plan's does;
 - the view's permission classes (``IsPatient``: scoping is the patient read with the token's user);
 - the view's throttles, each with its own cache key and history;
 - the read itself, then DRF's default response headers (``Allow``).
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -43,13 +44,17 @@ from rest_framework.views import APIView
 if TYPE_CHECKING:
     from rest_framework.views import AsView, GenericView
 
+    from backend.auth_query import AtAuth
     from patients.models import Patient
 
 Read = Callable[[HttpRequest, "Patient"], HttpResponse]
 
 
 class PolledGetView(APIView):
-    """An ``APIView`` whose ``GET`` goes through ``polled_get``: subclasses define ``polled``."""
+    """An ``APIView`` whose ``GET`` goes through ``polled_get``: subclasses define ``polled``, and
+    ``at_auth`` for a value ``polled`` needs read with the token's user (no query of its own)."""
+
+    at_auth: ClassVar[AtAuth | None] = None
 
     @staticmethod
     def polled(request: HttpRequest, patient: Patient) -> HttpResponse:
@@ -68,6 +73,7 @@ class _Lean:
         from backend.auth import JWTAuthentication  # lazy: backend.auth is imported by the settings
 
         view = view_class(**initkwargs)
+        self.at_auth: AtAuth | None = getattr(view_class, "at_auth", None)
         if hasattr(view, "get") and not hasattr(view, "head"):  # as View.setup does for every request
             view.head = view.get  # type: ignore[attr-defined]  # set on the instance, as Django does
         self.view = view
@@ -116,7 +122,7 @@ def _answer(lean: _Lean, request: HttpRequest, read: Read) -> HttpResponse | Non
         raw = None if header is None else authenticator.get_raw_token(header)
         if raw is None:
             return None
-        user = authenticator.get_user(authenticator.get_validated_token(raw))
+        user = authenticator.get_user(authenticator.get_validated_token(raw), at_auth=lean.at_auth)
     except APIException:  # a malformed, bad, expired or signed-out token: DRF's 401
         return None
     request.user = user  # as DRF's Request sets it on the request it wraps

@@ -61,6 +61,7 @@ from patients.models import (
     User,
 )
 from patients.serializers import (
+    BOOKLET_AT_AUTH,
     BookletSerializer,
     CareTeamSerializer,
     ComedicationAddSerializer,
@@ -228,6 +229,7 @@ class MeBookletView(PolledGetView):
 
     permission_classes = [IsPatient]
     content_negotiation_class = PolledNegotiation
+    at_auth = BOOKLET_AT_AUTH  # the booklet's revision read with the token's user: a 304 is one statement
 
     @staticmethod
     def polled(request: HttpRequest, patient: Patient) -> HttpResponse:

@@ -20,6 +20,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
+from backend.auth_query import AtAuth, read_at_auth
 from backend.prepared import Prepared
 from patients.models import (
     CareTeam,
@@ -681,6 +682,8 @@ _BOOKLET_STATEMENT = Prepared(
 )
 BOOKLET_REVISION_SQL = f"SELECT {_REVISION_SQL} FROM (SELECT %s::bigint AS id) p"  # noqa: S608  # models' metadata
 _BOOKLET_REVISION = Prepared("carnet_booklet_revision", BOOKLET_REVISION_SQL, ("bigint",))
+# The same revision read by the token's auth query for ``GET /me/booklet`` (the patient is ``p`` there too).
+BOOKLET_AT_AUTH = AtAuth("booklet", _REVISION_SQL)
 # Part of every booklet ETag: the statement that renders it (a new field, a new format).
 _BOOKLET_FORMAT = hashlib.blake2b(BOOKLET_SQL.encode(), digest_size=6).hexdigest()
 
@@ -700,9 +703,11 @@ def booklet_etag(patient: Patient) -> str | None:
     of its instants and its format (PostgreSQL). None elsewhere: hash the rendered body."""
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
-        _BOOKLET_REVISION.run(cursor, [patient.pk])
-        revision = str(cursor.fetchone()[0])
+    revision = read_at_auth(patient, BOOKLET_AT_AUTH)  # GET /me/booklet: read with the token's user
+    if revision is None:
+        with connection.cursor() as cursor:
+            _BOOKLET_REVISION.run(cursor, [patient.pk])
+            revision = str(cursor.fetchone()[0])
     return _booklet_etag(patient, _zone(), revision)
 
 

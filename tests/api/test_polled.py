@@ -161,3 +161,33 @@ def test_the_lean_views_keep_drfs_attributes_for_the_schema_and_the_permission_m
         callback: Any = resolve(path).func
         assert callback.cls is view_class and callback.view_class is view_class
         assert callback.csrf_exempt is True and callback.initkwargs == {}
+
+
+@pytest.mark.postgres
+def test_a_booklet_304_is_the_auth_query_alone_and_a_change_is_seen(world: World) -> None:
+    """Through the lean path, the booklet's revision comes with the token's user (one statement)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from patients import services
+    from patients.api import BOOKLETS
+    from tests.api.conftest import day_ago
+
+    client = bearer(login("patient.a@example.org").json()["access"])
+    first = client.get("/api/v1/me/booklet")
+    etag = first["ETag"]
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/me/booklet", HTTP_IF_NONE_MATCH=etag).status_code == 304
+        kept = client.get("/api/v1/me/booklet")  # the body this process rendered: not rendered again
+    assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries.captured_queries]
+    assert all("carnet_token_user_booklet" in q["sql"] for q in queries.captured_queries)
+    assert kept.content == first.content and kept["ETag"] == etag
+    BOOKLETS.clear()
+    assert client.get("/api/v1/me/booklet").content == first.content  # rendered afresh: the same body
+    services.dental_event_add(patient=world.patient_a, event="exam", on=day_ago(1), by=world.users["nurse1"])
+    changed = client.get("/api/v1/me/booklet", HTTP_IF_NONE_MATCH=etag)
+    assert changed.status_code == 200 and changed["ETag"] != etag
+    assert len(changed.json()["dental_events"]) == len(first.json()["dental_events"]) + 1
+    # The staff's read of the same booklet (its own revision query) names it by the same ETag.
+    staff = world.client("nurse1").get(f"/api/v1/patients/{world.patient_a.public_id}/booklet")
+    assert staff["ETag"] == changed["ETag"]
