@@ -395,40 +395,59 @@ class _Outcomes:
     """
 
     def __init__(self) -> None:
-        self.pending: tuple[OutboxMessage, Callable[[bool], None]] | None = None
+        self.pending: list[tuple[OutboxMessage, Callable[[bool], None]]] | None = None
         connection.ensure_connection()
         self.ahead = _async_commit() and hasattr(connection.connection, "pgconn")
+        # Sent marks written per statement by ``outbox_deliver``: two when sent ahead (``IN_FLIGHT``).
+        self.per_statement = MARKS_PER_STATEMENT if self.ahead else 1
         self.composer: Any = None  # a psycopg ClientCursor, to bind parameters as Django's cursors do
 
     def write(self, row: OutboxMessage, token: str, done: Callable[[bool], None], **values: Any) -> None:
         """Write ``row``'s outcome; ``done(written)`` is called once the server answered (maybe later)."""
+        self.write_many(token, [(row, done, values)])
+
+    def write_many(
+        self, token: str, outcomes: list[tuple[OutboxMessage, Callable[[bool], None], dict[str, Any]]]
+    ) -> None:
+        """Write several rows' outcomes (row, ``done``, values) in one round trip and one transaction.
+
+        Sent ahead, as one simple query (``EXECUTE`` after ``EXECUTE``): PostgreSQL is woken, parses,
+        and commits once for them all. Not ahead, each is ``_finish`` in turn."""
         self.drain()
         if not self.ahead:
-            done(_finish(row, token, **values))
+            for row, done, values in outcomes:
+                done(_finish(row, token, **values))
             return
-        _sql, params, prepared = _outcome_parts(row, token, values)
-        with connection.cursor() as cursor:  # once per connection: parsing it cost PostgreSQL more than running it
-            prepared.ensure(cursor)
+        statements = []
         with connection.wrap_database_errors:
             if self.composer is None:
                 import psycopg  # only reached on psycopg 3 (``ahead``)
 
                 self.composer = psycopg.ClientCursor(connection.connection)
+            for row, _done, values in outcomes:
+                _sql, params, prepared = _outcome_parts(row, token, values)
+                with (
+                    connection.cursor() as cursor
+                ):  # once per connection: parsing it cost PostgreSQL more than running it
+                    prepared.ensure(cursor)
+                statements.append(self.composer.mogrify(prepared.execute, params))
             pgconn = connection.connection.pgconn
-            pgconn.send_query(self.composer.mogrify(ASYNC_COMMIT + prepared.execute, params).encode())
+            pgconn.send_query((ASYNC_COMMIT + "; ".join(statements)).encode())
             while pgconn.flush():  # 1 while some of it is still to go
                 _wait_for(pgconn.socket, select.POLLOUT)
-        _keep_in_step(row, values)
-        self.pending = (row, done)
+        for row, _done, values in outcomes:
+            _keep_in_step(row, values)
+        self.pending = [(row, done) for row, done, _values in outcomes]
 
     def drain(self) -> None:
-        """Read the answer to the mark sent last, if any, and pass it on."""
+        """Read the answer to the marks sent last, if any, and pass it on."""
         if self.pending is None:
             return
         import psycopg  # only reached on psycopg 3 (``ahead``)
 
-        (row, done), self.pending = self.pending, None
-        written, error = 0, ""
+        pending, self.pending = self.pending, None
+        written: list[int] = []
+        error = ""
         with connection.wrap_database_errors:
             pgconn = connection.connection.pgconn
             while True:
@@ -441,10 +460,12 @@ class _Outcomes:
                 if result.status == psycopg.pq.ExecStatus.FATAL_ERROR:
                     error = error or (result.error_message or b"").decode(errors="replace")
                 elif result.command_tuples is not None:
-                    written = result.command_tuples  # the UPDATE's (or its audit INSERT's) row count
-            if error:
-                raise psycopg.OperationalError(f"outbox {row.pk}: outcome not written: {error}")
-        done(written > 0)
+                    written.append(result.command_tuples)  # an EXECUTE's row count (its audit INSERT's)
+            if error:  # one transaction: none of them was written
+                pks = ", ".join(str(row.pk) for row, _done in pending)
+                raise psycopg.OperationalError(f"outbox {pks}: outcome not written: {error}")
+        for index, (_row, done) in enumerate(pending):
+            done(index < len(written) and written[index] > 0)
 
     def guard(self, execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
         """An execute wrapper: any other statement on this connection first reads the pending answer."""
@@ -482,17 +503,24 @@ def _outbox_columns() -> dict[str, models.Field[Any, Any]]:
 
 
 # Sending overlaps the bookkeeping. One sender thread per channel of a batch does the transport's
-# I/O for message n while this thread writes message n-1's outcome and renders and prepares
+# I/O for message n while this thread writes earlier messages' outcomes and renders and prepares
 # message n+1 (``Transport.prepare``: MIME bytes, encryption; the sender thread mostly waits on a
 # socket, so the two seldom want the GIL at once). The database stays on this thread's
-# connection, inside the caller's transaction if any. So a message's mark follows its server's
-# acceptance by at most one send, and a process killed at any moment leaves at most
-# ``IN_FLIGHT`` accepted messages without their mark: the one on the wire and the one whose mark
-# is being written. (A mark sent ahead, ``_Outcomes``, is in the server's hands once sent: it
-# commits whether or not this process lives to read the answer.) A row goes to the same device
-# or address as the message on the wire only once that message's outcome is known (a 410 or a
-# bounce cancels it).
-IN_FLIGHT = 2
+# connection, inside the caller's transaction if any. A row goes to the same device or address
+# as the message on the wire only once that message's outcome is known (a 410 or a bounce
+# cancels it).
+#
+# Sent marks go to PostgreSQL ``MARKS_PER_STATEMENT`` at a time when sent ahead (``_Outcomes``:
+# autocommit on PostgreSQL), one statement and one commit for two messages: each mark woke the
+# database server, which then took the CPU from this process on a machine whose cores were all
+# busy (bench/bench_delivery.py: the marks were ~40% of this process's time per email). So a
+# process killed at any moment leaves at most ``IN_FLIGHT`` accepted messages without their
+# mark: the one on the wire, the one accepted just before it and the one accepted before that,
+# waiting to share its statement. (A mark sent ahead is in the server's hands once sent: it
+# commits whether or not this process lives to read the answer.) Inside a transaction, each
+# mark is written alone, as soon as the next message is on the wire: at most 2.
+MARKS_PER_STATEMENT = 2
+IN_FLIGHT = 1 + MARKS_PER_STATEMENT
 
 
 def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
@@ -528,26 +556,36 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
             return None
         return sending
 
-    def mark_sent(sending: _Sending) -> None:
-        row = sending.row
+    def mark_sent(sendings: list[_Sending]) -> None:
+        """Write the sent marks of ``sendings`` (accepted by their servers), in one round trip."""
 
-        def done(written: bool) -> None:
-            if written:
-                stats.sent += 1
-                audited.append(row)
-            else:
-                stats.lost_claims += 1
-                log.warning("outbox %s sent after its claim was lost: a duplicate is possible", row.pk)
+        def done_for(row: OutboxMessage) -> Callable[[bool], None]:
+            def done(written: bool) -> None:
+                if written:
+                    stats.sent += 1
+                    audited.append(row)
+                else:
+                    stats.lost_claims += 1
+                    log.warning("outbox %s sent after its claim was lost: a duplicate is possible", row.pk)
 
-        outcomes.write(
-            row,
+            return done
+
+        outcomes.write_many(
             token,
-            done,
-            state=OutboxState.SENT,
-            provider_id=sending.provider_id[:300],
-            sent_at=timezone.now(),
-            attempts=row.attempts + 1,
-            last_error="",
+            [
+                (
+                    sending.row,
+                    done_for(sending.row),
+                    {
+                        "state": OutboxState.SENT,
+                        "provider_id": sending.provider_id[:300],
+                        "sent_at": timezone.now(),
+                        "attempts": sending.row.attempts + 1,
+                        "last_error": "",
+                    },
+                )
+                for sending in sendings
+            ],
         )
 
     # Any other statement on this connection first reads the answer to the last mark sent.
@@ -563,7 +601,7 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
             device_ids = {row.device_id for row in batch if row.device_id}
             active, read_at = _active_devices(device_ids), time.monotonic()
             on_wire: _Sending | None = None  # handed to the sender thread, outcome not read yet
-            accepted: _Sending | None = None  # accepted by its server, mark not written yet
+            accepted: list[_Sending] = []  # accepted by their server, marks not written yet
             try:
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carnet-send") as sender:
                     for row in batch:
@@ -580,7 +618,9 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                         except TransportError as exc:
                             send = functools.partial(_raise, exc)  # recorded in turn, like any refusal
                         if on_wire is not None:
-                            accepted, on_wire = outcome(on_wire), None
+                            sent, on_wire = outcome(on_wire), None
+                            if sent is not None:
+                                accepted.append(sent)
                         if (row.device_id and (row.device_id in gone_devices or row.device_id not in active)) or (
                             row.device_id is None and to.lower() in gone_addresses
                         ):
@@ -589,25 +629,32 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                                 audited.append(row)
                         else:
                             on_wire = _Sending(row, to, sender.submit(send))
-                        if accepted is not None:
-                            mark_sent(accepted)  # while this row is on the wire
-                            accepted = None
+                        if len(accepted) >= outcomes.per_statement:
+                            marks, accepted = accepted, []
+                            mark_sent(marks)  # while this row is on the wire
                     if on_wire is not None:
-                        accepted, on_wire = outcome(on_wire), None
-                        if accepted is not None:
-                            mark_sent(accepted)
-                            accepted = None
+                        sent, on_wire = outcome(on_wire), None
+                        if sent is not None:
+                            accepted.append(sent)
+                    if accepted:
+                        marks, accepted = accepted, []
+                        mark_sent(marks)
             finally:
-                # An error on this thread (the database, a rendering) still records the sender's last
-                # message: the server may have accepted it.
-                for sending in (accepted, on_wire):
-                    try:
-                        if sending is not None and (sending is accepted or outcome(sending)):
-                            mark_sent(sending)
-                    except Exception:
-                        log.exception(
-                            "outbox %s: outcome not recorded, a duplicate is possible", sending and sending.row.pk
-                        )
+                # An error on this thread (the database, a rendering) still records the messages
+                # accepted and the sender's last one: the server may have accepted it.
+                try:
+                    if on_wire is not None:
+                        sent, on_wire = outcome(on_wire), None
+                        if sent is not None:
+                            accepted.append(sent)
+                except Exception:
+                    log.exception("outbox %s: outcome not read, a duplicate is possible", on_wire and on_wire.row.pk)
+                marks, accepted = accepted, []
+                try:
+                    if marks:
+                        mark_sent(marks)
+                except Exception:
+                    log.exception("outbox %s: outcome not recorded, a duplicate is possible", [m.row.pk for m in marks])
                 try:
                     outcomes.drain()
                 except Exception:

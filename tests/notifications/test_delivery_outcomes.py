@@ -92,6 +92,77 @@ def test_a_batch_in_autocommit_marks_ahead_and_counts_every_outcome(due_emails: 
     assert all(row.history.filter(history_change_reason="delivery", state="sent").count() == 1 for row in sent)
 
 
+def test_sent_marks_go_two_to_a_statement_and_at_most_in_flight_wait(
+    due_emails: Any, use_smtp: Any, monkeypatch: Any
+) -> None:
+    from notifications.transports.email import EmailTransport
+
+    events: list[tuple[str, list[str]]] = []  # ("send" | "accepted" | "marks", row keys), in order
+    write_many, send = delivery._Outcomes.write_many, EmailTransport._send
+
+    def recording_write_many(self: Any, token: str, outcomes: list[Any]) -> None:
+        events.append(("marks", [row.key for row, _done, _values in outcomes]))
+        write_many(self, token, outcomes)
+
+    def recording_send(self: Any, email: Any, *args: Any) -> str:
+        key = email.extra_headers["X-Carnet-Key"]
+        events.append(("send", [key]))
+        provider_id = send(self, email, *args)
+        events.append(("accepted", [key]))
+        return provider_id
+
+    monkeypatch.setattr(delivery._Outcomes, "write_many", recording_write_many)
+    monkeypatch.setattr(EmailTransport, "_send", recording_send)
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+        stats = delivery.outbox_deliver(token, rows)
+    assert stats.sent == 8 and use_smtp.count == 8 and use_smtp.duplicates() == 0
+    marks = [keys for what, keys in events if what == "marks"]
+    assert [len(keys) for keys in marks] == [2, 2, 2, 2]  # one statement, one commit, for two messages
+    accepted: set[str] = set()
+    marked: set[str] = set()
+    for what, keys in events:
+        if what == "send":
+            # When a message goes out, at most two accepted ones wait for their marks: with it, IN_FLIGHT.
+            assert len(accepted - marked) <= delivery.IN_FLIGHT - 1 == 2, (keys, accepted - marked)
+        elif what == "accepted":
+            accepted.update(keys)
+        else:
+            assert set(keys) <= accepted  # marked once its server accepted it, not before
+            marked.update(keys)
+    assert accepted == marked == set(OutboxMessage.objects.values_list("key", flat=True))
+    sent = OutboxMessage.objects.filter(state=OutboxState.SENT)
+    assert sent.count() == 8
+    assert all(row.history.filter(history_change_reason="delivery", state="sent").count() == 1 for row in sent)
+
+
+def test_marks_sent_together_answer_each_and_fail_together(due_emails: Any) -> None:
+    from django.db import DatabaseError
+
+    with time_machine.travel(paris("2026-02-10", 10), tick=False):
+        token, rows = delivery.outbox_claim(limit=10)
+    outcomes = delivery._Outcomes()
+    answers: list[tuple[int, bool]] = []
+
+    def done(index: int) -> Any:
+        return lambda ok: answers.append((index, ok))
+
+    sent = {"state": OutboxState.SENT, "provider_id": "p", "attempts": 1}
+    outcomes.write_many(token, [(rows[0], done(0), dict(sent)), (rows[1], done(1), dict(sent))])
+    for _ in range(200):  # committed by the server on its own, both
+        if _state_seen_by_another_session(rows[1].pk) == "sent":
+            break
+    assert [_state_seen_by_another_session(r.pk) for r in rows[:2]] == ["sent", "sent"]
+    outcomes.write_many("not-our-claim", [(rows[2], done(2), dict(sent)), (rows[3], done(3), dict(sent))])
+    outcomes.drain()
+    assert answers == [(0, True), (1, True), (2, False), (3, False)]  # each its own answer
+    # One transaction: a database error in one leaves the other unwritten too (both come back after the lease).
+    outcomes.write_many(token, [(rows[4], done(4), dict(sent)), (rows[5], done(5), {**sent, "provider_id": "p" * 301})])
+    with pytest.raises(DatabaseError, match="too long"):
+        outcomes.drain()
+    assert [_state_seen_by_another_session(r.pk) for r in rows[4:6]] == ["sending", "sending"]
+
+
 def test_the_audit_table_keeps_only_the_indexes_its_readers_use() -> None:
     table = OutboxMessage.history.model._meta.db_table
     with connection.cursor() as cursor:
