@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 from types import MappingProxyType
 
 from .calendar import add_months
@@ -17,8 +18,8 @@ from .protocols import DMAB_ONCO, DMAB_OP, Protocol, protocols
 __all__ = ["Context", "assign_courses"]
 
 
-def _dose_order(d: Dose) -> tuple[date, str]:
-    return (d.given_on, d.key)
+# (date, key): the order doses are sorted in, read in C.
+_dose_order = attrgetter("given_on", "key")
 
 
 def _given_on(d: Dose) -> date:
@@ -49,6 +50,11 @@ class Context:
     # The doses in (date, key) order, sorted once: the rules ask for them a dozen times a plan.
     doses: tuple[Dose, ...]
     by_course: Mapping[tuple[str | None, str], tuple[Dose, ...]]
+    # The last day of the plan's horizon, asked for once per projected item.
+    horizon_end: date
+    # ``doses_where`` answers by its arguments: the rules ask the same questions per item
+    # (gates on ``today``), each a walk over ten years of doses.
+    _found: dict[tuple[str | None, str | None, str | None, date | None], tuple[Dose, ...]]
 
     @classmethod
     def build(cls, facts: PlanInput, today: date, config: RulesConfig) -> Context:
@@ -58,11 +64,9 @@ class Context:
         for d in doses:
             by_course[dose_course.get(d.key), d.protocol].append(d)
         grouped = {k: tuple(v) for k, v in by_course.items()}
-        return cls(facts, today, config, protocols(config), dose_course, doses, MappingProxyType(grouped))
-
-    @property
-    def horizon_end(self) -> date:
-        return add_months(self.today, self.config.horizon_months)
+        horizon_end = add_months(today, config.horizon_months)
+        table = protocols(config)
+        return cls(facts, today, config, table, dose_course, doses, MappingProxyType(grouped), horizon_end, {})
 
     def course(self, key: str | None) -> Course | None:
         return next((c for c in self.facts.courses if c.key == key), None)
@@ -81,6 +85,15 @@ class Context:
         protocol: str | None = None,
         indication: str | None = None,
         before: date | None = None,
+    ) -> tuple[Dose, ...]:
+        question = (family, protocol, indication, before)
+        answer = self._found.get(question)
+        if answer is None:
+            answer = self._found[question] = self._doses_where(family, protocol, indication, before)
+        return answer
+
+    def _doses_where(
+        self, family: str | None, protocol: str | None, indication: str | None, before: date | None
     ) -> tuple[Dose, ...]:
         found = []
         for d in self.doses:

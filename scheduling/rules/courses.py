@@ -16,7 +16,7 @@ from .calendar import add_days, add_months
 from .context import Context
 from .facts import Course, Dose
 from .flags import Flag, make_flag
-from .items import PlanItem, Timing, make_item
+from .items import PlanItem, Timing, make_item, timing_of
 from .labs import CTX_EARLY_SECOND_ZOL_NG_ML, crcl_on, to_canonical, zoledronic_dose_mg
 from .protocols import (
     ALENDRONATE,
@@ -41,7 +41,7 @@ class CoursePlan:
 
 
 def protocol_timing(p: Protocol) -> Timing:
-    return Timing(p.reminder_days, p.window_before_days, p.window_after_days, p.window_status, p.escalation)
+    return timing_of(p.reminder_days, p.window_before_days, p.window_after_days, p.window_status, p.escalation)
 
 
 def plan_course(ctx: Context, course: Course) -> CoursePlan:
@@ -365,7 +365,7 @@ def _check(
     """A check item (calcium, CTX, 25-OH-D, dental, re-evaluation): (reminder, before, after)."""
     reminder, before, after = window
     ordinal = 1 if ordinal is None else ordinal  # every item has a sequence number in its series
-    timing = Timing(reminder, before, after, True, CHECK_LADDER)
+    timing = timing_of(reminder, before, after, True, CHECK_LADDER)
     return make_item(
         key=key,
         kind=kind,

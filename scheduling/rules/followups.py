@@ -13,7 +13,7 @@ from .courses import CoursePlan, _check, _relevant
 from .facts import Course
 from .flags import make_flag
 from .gates import vitd_loading_end
-from .items import PlanItem, Timing, make_item
+from .items import PlanItem, make_item, timing_of
 from .labs import latest, renal_for_denosumab, vitd_loading_doses, vitd_ng_ml
 from .protocols import DMAB_ONCO, DMAB_OP, VITD
 
@@ -113,7 +113,7 @@ def plan_vitamin_d(ctx: Context, course: Course, out: CoursePlan) -> None:
     n_load = vitd_loading_doses(level) if level is not None else 0
     doses = ctx.doses_of(course)
     given = len(doses)
-    timing = Timing(p.reminder_days, p.window_before_days, p.window_after_days, False, p.escalation)
+    timing = timing_of(p.reminder_days, p.window_before_days, p.window_after_days, False, p.escalation)
     stopped = course.stop is not None and course.stop.date <= ctx.today
     items: list[PlanItem] = []
 

@@ -19,7 +19,7 @@ from .flags import Flag
 from .labs import LabSummary
 from .protocols import EscalationLevel
 
-__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "ladder_status", "make_item"]
+__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "ladder_status", "make_item", "timing_of"]
 
 ACTIONABLE = ("window_open", "due")  # plus every overdue_Lk
 
@@ -41,6 +41,19 @@ class Timing:
 
     def __hash__(self) -> int:
         return self._hash
+
+
+@lru_cache(maxsize=1024)
+def timing_of(
+    reminder_days: int,
+    window_before_days: int,
+    window_after_days: int,
+    window_status: bool,
+    ladder: tuple[EscalationLevel, ...],
+) -> Timing:
+    """The one ``Timing`` of these values: the memoised ladder functions then find their key by
+    identity, without comparing five fields per item."""
+    return Timing(reminder_days, window_before_days, window_after_days, window_status, ladder)
 
 
 # Not frozen, unlike the facts: a frozen dataclass pays one ``object.__setattr__`` per field on
