@@ -416,10 +416,17 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     from notifications.models import OutboxMessage
     from patients.models import Patient
     from scheduling import selectors
-    from scheduling.models import Escalation, PlanItem
+    from scheduling.models import Escalation, PlanItem, PlanState
     from scheduling.plan_state import plan_states_sync
     from scheduling.rules import engine
-    from scheduling.services import SyncResult, _escalations_sync, _plan_values, flag_json, patient_today
+    from scheduling.services import (
+        SyncResult,
+        _escalations_sync,
+        _plan_values,
+        flag_json,
+        patient_today,
+        plan_digest,
+    )
 
     patients = list(Patient.objects.filter(pk__in=ids).only(*PLAN_FIELDS))
     out: dict[int, dict[str, list[dict[str, Any]]]] = {
@@ -447,6 +454,13 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     for esc in result.escalations_opened:
         out[esc.patient_id]["escalations"].append({name: getattr(esc, name) for name in fields})
     plan_states_sync(plans, result=result, now=moment)
+    # The digest a sync stores with the plan (plans_sync_batch): re-planning these patients
+    # with unchanged facts then reads none of their items.
+    PlanState.objects.bulk_update(
+        [PlanState(patient_id=pid, digest=plan_digest(plan, config)) for pid, plan in plans.items()],
+        ["digest"],
+        batch_size=1000,
+    )
     for pid, plan in plans.items():
         out[pid]["flags"] = [flag_json(f) for f in plan.flags if f.subject is None]
     ctx = outbox._load([p.pk for p in patients])

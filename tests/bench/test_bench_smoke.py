@@ -57,6 +57,8 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
     figures: list[Figure] = []
     replan = bench_replan.run(sample=100, runs=1)
     assert replan[0].extra["plan_inputs_ms_per_patient"] > 0
+    # The loaded plans are what the production path computes: re-planning them writes no row.
+    assert replan[0].extra["first_pass_write_statements"] == 0
     figures += replan
     escalation = bench_escalation.run(runs=1)
     assert escalation[0].extra["overdue_items"] == sum(escalation[0].extra["by_step"].values())
