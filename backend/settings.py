@@ -240,6 +240,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The nightly pass hands its patients to the workers in chunks of this many (scheduling.tasks).
+PLAN_REFRESH_CHUNK = env_int("PLAN_REFRESH_CHUNK", 2000)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "plan-nightly-status-refresh": {
         "task": "scheduling.tasks.plan_refresh_statuses",

@@ -669,9 +669,15 @@ def plans_refresh_due(*, now: datetime | None = None, batch_size: int = 500) -> 
 
     Statuses move with the calendar (due, overdue L1…L4) and so do the gates (a calcium older
     than 30 days, CA-05), so the pass re-runs the rules rather than shifting statuses in SQL.
-    Patients with nothing near are untouched.
+    Patients with nothing near are untouched. In one process; the beat task spreads the same
+    patients over the workers (``scheduling.tasks.plan_refresh_statuses``).
     """
+    return plans_rebuild(patient_ids=patients_due_refresh(now=now), batch_size=batch_size)
+
+
+def patients_due_refresh(*, now: datetime | None = None) -> list[int]:
+    """The patients the nightly pass re-plans: an open item's reminder, window or due date has
+    come (by tomorrow, so that every local midnight of the pass's run is covered)."""
     moment = now or timezone.now()
     horizon = timezone.localdate(moment)
-    ids = list(selectors.patients_with_open_items(due_on_or_before=horizon + timedelta(days=1)))
-    return plans_rebuild(patient_ids=ids, batch_size=batch_size)
+    return list(selectors.patients_with_open_items(due_on_or_before=horizon + timedelta(days=1)))
