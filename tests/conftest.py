@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -45,6 +46,20 @@ def redis_url() -> str:
     url = os.environ.get("REDIS_URL", "")
     assert url.startswith("redis://"), "REDIS_URL is not set: run through `bash scripts/test`"
     return url
+
+
+@pytest.fixture
+def task_queue(redis_url: str) -> Iterator[tuple[Any, Any]]:
+    """A producer on the test Redis and Celery's default queue, emptied before and after: what a
+    task publishes, read back as the workers would (``queue.get``)."""
+    from backend.celery import app
+
+    with app.connection_for_write(redis_url) as connection:
+        queue = app.amqp.queues[app.conf.task_default_queue](connection.default_channel)
+        queue.declare()
+        queue.purge()
+        yield app.amqp.Producer(connection, auto_declare=False), queue
+        queue.purge()
 
 
 @pytest.fixture(autouse=True)

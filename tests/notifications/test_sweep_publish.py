@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from backend.celery import app
 from notifications import tasks
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture
-def broker(redis_url: str) -> Iterator[tuple[Any, Any]]:
-    """A producer on the test Redis, and the default queue, emptied before and after."""
-    with app.connection_for_write(redis_url) as connection:
-        queue = app.amqp.queues[app.conf.task_default_queue](connection.default_channel)
-        queue.declare()
-        queue.purge()
-        yield app.amqp.Producer(connection, auto_declare=False), queue
-        queue.purge()
 
 
 def _queued(queue: Any) -> list[tuple[str, list[int]]]:
@@ -33,8 +20,8 @@ def _queued(queue: Any) -> list[tuple[str, list[int]]]:
     return tasks_args
 
 
-def test_tasks_go_out_a_group_at_a_time_and_the_rest_on_exit(broker: tuple[Any, Any]) -> None:
-    producer, queue = broker
+def test_tasks_go_out_a_group_at_a_time_and_the_rest_on_exit(task_queue: tuple[Any, Any]) -> None:
+    producer, queue = task_queue
     batches = [(f"token-{n}", list(range(n * 100, n * 100 + 100))) for n in range(2 * tasks.PUBLISH_GROUP + 3)]
     with tasks.grouped_publisher(producer) as hand_over:
         for token, ids in batches[: tasks.PUBLISH_GROUP - 1]:

@@ -3,7 +3,6 @@ idempotent re-plan (scheduling.tasks)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -11,7 +10,6 @@ import pytest
 import time_machine
 from django.test import override_settings
 
-from backend.celery import app
 from patients import services as booklet
 from scheduling import tasks
 from scheduling.models import PlanItem
@@ -21,17 +19,6 @@ from .conftest import at
 pytestmark = pytest.mark.django_db
 
 OP = "denosumab_op_60mg_q6m"
-
-
-@pytest.fixture
-def queue(redis_url: str) -> Iterator[tuple[Any, Any]]:
-    """A producer on the test Redis and the default queue, emptied before and after."""
-    with app.connection_for_write(redis_url) as connection:
-        waiting = app.amqp.queues[app.conf.task_default_queue](connection.default_channel)
-        waiting.declare()
-        waiting.purge()
-        yield app.amqp.Producer(connection, auto_declare=False), waiting
-        waiting.purge()
 
 
 def _patients(make_patient: Any, nurse: Any, give: Any, calcium: Any, count: int) -> list[Any]:
@@ -53,9 +40,9 @@ def _next_injection(patient: Any) -> PlanItem:
 @pytest.mark.redis
 @override_settings(PLAN_REFRESH_CHUNK=2)
 def test_the_nightly_pass_hands_its_patients_out_in_chunks_each_a_re_plan(
-    queue: tuple[Any, Any], make_patient: Any, nurse: Any, give: Any, calcium: Any
+    task_queue: tuple[Any, Any], make_patient: Any, nurse: Any, give: Any, calcium: Any
 ) -> None:
-    producer, waiting = queue
+    producer, waiting = task_queue
     patients = _patients(make_patient, nurse, give, calcium, 5)
     with time_machine.travel(at("2026-07-16", 1), tick=False):
         ids = tasks.services.patients_due_refresh()
