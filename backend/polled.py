@@ -3,7 +3,8 @@
 The app polls these two with a bearer token, and most answers are a 304 or a body already
 rendered, so DRF's machinery around the read costs more than the read: the ``Request`` wrapper,
 content negotiation, versioning, the authenticator loop, the exception handling and the
-``Response`` plumbing took about half of a 304's Python. ``polled_get`` answers the common case
+``Response`` plumbing took about 0.25 ms of a plan 304's 1.2 ms of Python (in process, against
+0.25 ms for the whole bare Django view). ``polled_get`` answers the common case
 itself, with the same parts DRF would call, in the same order:
 
 - content: no query string and ``Accept`` empty, ``*/*`` or the view's first renderer's type

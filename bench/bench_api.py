@@ -159,17 +159,23 @@ def patient_tokens(count: int) -> tuple[list[str], list[int]]:
     return tokens, [patient.pk for patient in patients]
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes (their threads included), from /proc."""
-    ticks = 0
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU of each of these processes still running (threads included), from /proc."""
+    seconds = {}
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def _cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU spent between two readings: a process that appeared counts from zero; one that ended
+    meanwhile (a database connection past its age) is left out, so this can only undercount."""
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 def _backend_pids() -> list[int]:
@@ -264,12 +270,12 @@ def wrk(
     if rotate is None:
         for name, value in {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}.items():
             command[1:1] = ["-H", f"{name}: {value}"]
-    processes = (server.worker_pids(), _backend_pids()) if server is not None else ([], [])
-    before = [_cpu_seconds(pids) for pids in processes]
+    workers = server.worker_pids() if server is not None else []
+    before = (_cpu_seconds(workers), _cpu_seconds(_backend_pids() if server is not None else []))
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    after = [_cpu_seconds(pids) for pids in processes]
+    after = (_cpu_seconds(workers), _cpu_seconds(_backend_pids() if server is not None else []))
     os.unlink(script.name)
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     stats = dict(re.findall(r"(\w+)=(\d+)", output.split("BENCH", 1)[1]))
@@ -281,8 +287,8 @@ def wrk(
         "p50_ms": int(stats["p50_us"]) / 1000,
         "errors": int(stats["errors"]),
         "requests": int(stats["requests"]),
-        "worker_cpu_ms": 1000 * (after[0] - before[0]) / requests,
-        "postgres_cpu_ms": 1000 * (after[1] - before[1]) / requests,
+        "worker_cpu_ms": 1000 * _cpu_spent(before[0], after[0]) / requests,
+        "postgres_cpu_ms": 1000 * _cpu_spent(before[1], after[1]) / requests,
         "wrk_cpu_ms": 1000 * wrk_cpu / requests,
     }
 
