@@ -196,3 +196,19 @@ def test_reads_prepare_their_statements_again_in_a_new_session(world: World) -> 
     for url, body in before.items():
         again = client.get(url)
         assert again.status_code == 200 and again.content == body
+
+
+@pytest.mark.postgres
+def test_sessions_running_prepared_reads_run_without_jit(world: World) -> None:
+    """The generic plans of the prepared reads can be costed past ``jit_above_cost``; JIT then
+    compiles on every execution (tens of ms for a sub-millisecond statement)."""
+    from backend import prepared
+
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+        cursor.execute("SET jit = on")
+    prepared._prepared.clear()  # a new session, as after a reconnect
+    assert world.client("patient_a").get("/api/v1/me/booklet").status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
