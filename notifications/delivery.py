@@ -7,8 +7,8 @@ hands each batch over to a worker task (``outbox_hand_over``), which renews the 
 (``outbox_deliver_claimed``). A task lost with the broker, or a sender that dies, leaves its
 rows in ``sending``; when the lease runs out any sweep claims them again, so nothing is lost.
 Each row is marked ``sent`` right after its transport accepted it (and only if the claim is
-still ours), while the next message is on the wire, which keeps the window for a duplicate to
-``IN_FLIGHT`` (two) sends per process.
+still ours), while the next message is on the wire, two marks to a statement when they are sent
+ahead, which keeps the window for a duplicate to ``IN_FLIGHT`` (three) sends per process.
 
 Before sending, each row is checked against the world: a reminder whose item is done,
 cancelled or moved, an escalation acknowledged or resolved, a revoked consent, a device gone
