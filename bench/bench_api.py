@@ -49,6 +49,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -93,6 +94,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _login(patient: Any) -> None:
+    """Link a patient login to ``patient`` if it has none (the bench's own address)."""
+    from patients.models import Role, User
+
+    if patient.user_id is None:
+        email = f"bench.patient.{patient.pk}@bench.carnet.localhost"
+        user = User.objects.filter(email=email).first() or User.objects.create_user(
+            email, None, role=Role.PATIENT, first_name=patient.first_name, last_name=patient.last_name
+        )
+        patient.user = user
+        patient.save(update_fields=["user"])
+
+
 def patient_token() -> tuple[str, int]:
     """A JWT access token for a patient with a long history and a current stored plan.
 
@@ -105,7 +119,7 @@ def patient_token() -> tuple[str, int]:
     from django.db.models import Count, Exists, OuterRef
 
     from backend.auth import tokens_issue
-    from patients.models import Patient, Role, User
+    from patients.models import Patient
     from scheduling.models import PlanItem
     from scheduling.services import plan_sync
 
@@ -114,13 +128,7 @@ def patient_token() -> tuple[str, int]:
     patient = Patient.objects.filter(pk__in=ids).annotate(n=Count("doses")).order_by("-n", "pk").first()
     if patient is None:
         raise SystemExit("no patient with a plan: load and plan some first (bench/load.py)")
-    if patient.user_id is None:
-        email = f"bench.patient.{patient.pk}@bench.carnet.localhost"
-        user = User.objects.filter(email=email).first() or User.objects.create_user(
-            email, None, role=Role.PATIENT, first_name=patient.first_name, last_name=patient.last_name
-        )
-        patient.user = user
-        patient.save(update_fields=["user"])
+    _login(patient)
     with transaction.atomic():
         plan_sync(patient=patient)
     assert patient.user is not None
@@ -134,7 +142,7 @@ def patient_tokens(count: int) -> tuple[list[str], list[int]]:
     from django.db.models import Exists, OuterRef
 
     from backend.auth import tokens_issue
-    from patients.models import Patient, Role, User
+    from patients.models import Patient
     from scheduling.models import PlanItem, PlanState
     from scheduling.services import plan_sync
 
@@ -144,13 +152,7 @@ def patient_tokens(count: int) -> tuple[list[str], list[int]]:
     stated = set(PlanState.objects.filter(patient__in=patients).values_list("patient_id", flat=True))
     tokens = []
     for patient in patients:
-        if patient.user_id is None:
-            email = f"bench.patient.{patient.pk}@bench.carnet.localhost"
-            user = User.objects.filter(email=email).first() or User.objects.create_user(
-                email, None, role=Role.PATIENT, first_name=patient.first_name, last_name=patient.last_name
-            )
-            patient.user = user
-            patient.save(update_fields=["user"])
+        _login(patient)
         if patient.pk not in stated:
             with transaction.atomic():
                 plan_sync(patient=patient)
