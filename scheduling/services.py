@@ -104,9 +104,12 @@ def plan_sync(*, patient: Patient, now: datetime | None = None) -> SyncResult:
 def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None, outbox: str = "all") -> SyncResult:
     """Re-plan ``patients`` in a fixed number of queries and write only the differences.
 
-    Each stored item carries a ``fingerprint`` of its values, so an unchanged item is recognised
-    from a narrow read (id, key, fingerprint, status, level) without loading the row; only rows
-    that differ, must close, or carry an escalation level are loaded whole. ``outbox="all"``
+    The rules run for every patient. A plan whose digest (``plan_digest``) is the one its plan
+    state stored at the last sync is left as it is, without reading its items. The others are
+    diffed item by item: each stored item carries a ``fingerprint`` of its values, so an
+    unchanged item is recognised from a narrow read (id, key, fingerprint, status, level)
+    without loading the row; only rows that differ, must close, or carry an escalation level
+    are loaded whole. ``outbox="all"``
     re-syncs the outbox of every patient (a fact service); ``"changed"`` only of the patients whose
     plan or escalations changed (bulk passes: what else shapes messages, preferences, devices,
     consent and contact, re-syncs on its own change).
