@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import Token
@@ -87,9 +87,7 @@ class _UserQuery:
         self.patient_attnames = [f.attname for f in self.patient_fields]
 
     def _row(self, session: str, key: Any) -> Any:
-        with connection.cursor() as cursor:
-            self.statement.run(cursor, [session, key])
-            return cursor.fetchone()
+        return self.statement.fetchone([session, key])
 
     @staticmethod
     def _converters(field: Any, alias: str) -> tuple[Any, list[Any]]:
@@ -97,7 +95,8 @@ class _UserQuery:
         return column, connection.ops.get_db_converters(column) + field.get_db_converters(connection)
 
     def fetch(self, *, user_id: Any, session: str) -> tuple[User, bool] | None:
-        key = self.id_field.get_db_prep_value(self.id_field.to_python(user_id), connection)
+        db = connections[DEFAULT_DB_ALIAS]  # once: each use of the ``connection`` proxy looks it up
+        key = self.id_field.get_db_prep_value(self.id_field.to_python(user_id), db)
         row = first_query(lambda: self._row(session, key))  # the request's first query: no health check
         if row is None:
             return None
@@ -105,12 +104,12 @@ class _UserQuery:
         values = list(row[:-tail])
         for index, column, converters in self.converters:
             for convert in converters:
-                values[index] = convert(values[index], column, connection)
+                values[index] = convert(values[index], column, db)
         split = len(self.user_fields)
-        user = User.from_db(connection.alias, self.user_attnames, values[:split])
+        user = User.from_db(db.alias, self.user_attnames, values[:split])
         patient = None
         if values[split] is not None:  # the patient's primary key: a LEFT JOIN found one
-            patient = Patient.from_db(connection.alias, self.patient_attnames, values[split:])
+            patient = Patient.from_db(db.alias, self.patient_attnames, values[split:])
             Patient._meta.get_field("user").set_cached_value(patient, user)
             revision = row[-tail]
             if revision is not None:

@@ -144,9 +144,11 @@ REST_FRAMEWORK = {
         "backend.auth.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # DRF's anon and user throttles, their history stored packed (one copy of bytes per request,
+    # not a pickled list as long as the requests in the window): backend/throttling.py.
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "backend.throttling.AnonRateThrottle",
+        "backend.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env_str("API_THROTTLE_ANON", "120/min"),
