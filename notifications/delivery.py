@@ -401,6 +401,8 @@ class _Outcomes:
         # Sent marks written per statement by ``outbox_deliver``: two when sent ahead (``IN_FLIGHT``).
         self.per_statement = MARKS_PER_STATEMENT if self.ahead else 1
         self.composer: Any = None  # a psycopg ClientCursor, to bind parameters as Django's cursors do
+        self.raw: Any = None  # the psycopg connection the statements in ``ready`` are prepared on
+        self.ready: set[str] = set()
 
     def write(self, row: OutboxMessage, token: str, done: Callable[[bool], None], **values: Any) -> None:
         """Write ``row``'s outcome; ``done(written)`` is called once the server answered (maybe later)."""
@@ -424,12 +426,14 @@ class _Outcomes:
                 import psycopg  # only reached on psycopg 3 (``ahead``)
 
                 self.composer = psycopg.ClientCursor(connection.connection)
+            if connection.connection is not self.raw:  # a new connection prepares again
+                self.raw, self.ready = connection.connection, set()
             for row, _done, values in outcomes:
                 _sql, params, prepared = _outcome_parts(row, token, values)
-                with (
-                    connection.cursor() as cursor
-                ):  # once per connection: parsing it cost PostgreSQL more than running it
-                    prepared.ensure(cursor)
+                if prepared.name not in self.ready:  # a Django cursor per mark just to see that cost 0.05 ms
+                    with connection.cursor() as cursor:  # once per connection: parsing it cost more than running it
+                        prepared.ensure(cursor)
+                    self.ready.add(prepared.name)
                 statements.append(self.composer.mogrify(prepared.execute, params))
             pgconn = connection.connection.pgconn
             pgconn.send_query((ASYNC_COMMIT + "; ".join(statements)).encode())

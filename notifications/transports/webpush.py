@@ -4,19 +4,23 @@ The row key travels as the ``Topic`` header, so a push service replaces an undel
 instead of queueing a second one. 404 and 410 mean the subscription is gone (permanent).
 
 Per message only what must differ is done (bench/bench_delivery.py): the payload is encrypted
-for its subscription (``http_ece``, as pywebpush does it) and POSTed with urllib3 on one
-keep-alive connection per push service and batch; requests and pywebpush's ``WebPusher`` cost
-0.5-1 ms of CPU a message on top. The VAPID header is signed once per push service (audience)
-and reused until an hour before it expires, as RFC 8292 allows; the environment's proxies and
-CA bundle (as requests reads them) are read once per batch instead of on every request.
+for its subscription (``encrypt``: RFC 8291 from the cryptography primitives, as ``http_ece``
+computes it, without its per-call objects) and POSTed on one keep-alive connection per push
+service and batch (``http1.KeepAlive``; through a proxy, urllib3's); requests and pywebpush's
+``WebPusher`` cost 0.5-1 ms of CPU a message on top, urllib3 itself ~0.3 ms. The VAPID header
+is signed once per push service (audience) and reused until an hour before it expires, as
+RFC 8292 allows; the environment's proxies and CA bundle (as requests reads them) are read once
+per batch instead of on every request.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import hmac
 import json
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,10 +32,13 @@ import http_ece  # type: ignore[import-untyped]  # no stubs
 import requests
 import urllib3
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
 from pywebpush import Vapid
 
 from .base import Envelope, Transport, TransportError
+from .http1 import HttpError, KeepAlive
 
 PERMANENT_STATUSES = frozenset({400, 403, 404, 410, 413})
 VAPID_LIFETIME_SECONDS = 12 * 3600  # pywebpush's own choice; push services refuse more than 24 h
@@ -66,7 +73,8 @@ class WebPushTransport(Transport):
 
     def __init__(self) -> None:
         self.pools: urllib3.PoolManager | None = None
-        self.by_origin: dict[str, urllib3.PoolManager] = {}  # the pool (direct or through a proxy) per push service
+        # Per push service: its keep-alive connection, or urllib3's pool through the environment's proxy.
+        self.by_origin: dict[str, KeepAlive | urllib3.PoolManager] = {}
         self.ca_certs = ""
 
     def open(self) -> None:
@@ -77,18 +85,24 @@ class WebPushTransport(Transport):
         self.by_origin = {}
 
     def close(self) -> None:
-        for pools in {*self.by_origin.values(), *([self.pools] if self.pools is not None else [])}:
-            pools.clear()  # closes the keep-alive connections
+        for client in {*self.by_origin.values(), *([self.pools] if self.pools is not None else [])}:
+            if isinstance(client, KeepAlive):
+                client.close()
+            else:
+                client.clear()  # closes the keep-alive connections
         self.pools, self.by_origin = None, {}
 
-    def _pools_for(self, origin: str) -> urllib3.PoolManager:
-        """The keep-alive pool for a push service: through the environment's proxy for it, if any."""
+    def _client_for(self, origin: str) -> KeepAlive | urllib3.PoolManager:
+        """The keep-alive connection to a push service, or urllib3's pool through the environment's proxy for it."""
         if origin not in self.by_origin:
             assert self.pools is not None
             proxies = requests.utils.get_environ_proxies(origin)
             proxy = proxies.get(urlsplit(origin).scheme) or proxies.get("all")
+            timeout = float(getattr(settings, "NOTIFY_HTTP_TIMEOUT_SECONDS", 10))
             self.by_origin[origin] = (
-                urllib3.ProxyManager(proxy, maxsize=1, ca_certs=self.ca_certs) if proxy else self.pools
+                urllib3.ProxyManager(proxy, maxsize=1, ca_certs=self.ca_certs)
+                if proxy
+                else KeepAlive(origin, ca_certs=self.ca_certs, timeout=timeout)
             )
         return self.by_origin[origin]
 
@@ -120,42 +134,78 @@ class WebPushTransport(Transport):
     def _post(self, message: Envelope, origin: str, body: bytes, headers: dict[str, str]) -> str:
         if self.pools is None:
             self.open()
+        client = self._client_for(origin)
         try:
-            response = self._pools_for(origin).request(
-                "POST",
-                message.to,
-                body=body,
-                headers=headers,
-                timeout=float(getattr(settings, "NOTIFY_HTTP_TIMEOUT_SECONDS", 10)),
-                retries=False,  # a retry is the outbox's business (backoff, attempts)
-                redirect=False,
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if isinstance(client, KeepAlive):
+                parts = urlsplit(message.to)
+                target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
+                answer = client.post(target, headers, body)
+                status, answered = answer.status, answer.headers
+            else:
+                response = client.request(
+                    "POST",
+                    message.to,
+                    body=body,
+                    headers=headers,
+                    timeout=float(getattr(settings, "NOTIFY_HTTP_TIMEOUT_SECONDS", 10)),
+                    retries=False,  # a retry is the outbox's business (backoff, attempts)
+                    redirect=False,
+                )
+                status, answered = response.status, {k.lower(): v for k, v in response.headers.items()}
+        except ValueError as exc:
+            # An endpoint that cannot go on a request line (a space, a control character): never reachable.
+            raise TransportError(f"invalid subscription endpoint: {exc}", permanent=True) from exc
+        except (HttpError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransportError(f"push service unreachable: {exc}") from exc
-        status = response.status
         if status > 202:
             if status in PERMANENT_STATUSES:
                 raise TransportError(f"push subscription gone ({status})", permanent=True)
-            retry_after = response.headers.get("Retry-After", "")
+            retry_after = answered.get("retry-after", "")
             raise TransportError(
                 f"push service answered {status}",
                 retry_after=float(retry_after) if retry_after.isdigit() else None,
             )
-        location = response.headers.get("Location", "")
+        location = answered.get("location", "")
         return str(location or f"webpush:{message.collapse_id}")
 
 
-def encrypt(payload: bytes, *, p256dh: str, auth: str) -> bytes:
-    """``payload`` encrypted for one subscription (RFC 8291, aes128gcm), from a fresh ECDH key as it requires."""
-    receiver = base64.urlsafe_b64decode(p256dh + "=" * (-len(p256dh) % 4))
-    if len(receiver) != 65 or receiver[0] != 4:
+RECORD_SIZE = 4096  # http_ece's default, as pywebpush sends it
+KEY_INFO = b"WebPush: info\x00"
+CEK_INFO = b"Content-Encoding: aes128gcm\x00\x01"
+NONCE_INFO = b"Content-Encoding: nonce\x00\x01"
+
+
+@functools.lru_cache(maxsize=4096)
+def _receiver(p256dh: str) -> tuple[bytes, ec.EllipticCurvePublicKey]:
+    """A subscription's public key, as sent (65 bytes) and decoded (a batch's devices repeat)."""
+    raw = base64.urlsafe_b64decode(p256dh + "=" * (-len(p256dh) % 4))
+    if len(raw) != 65 or raw[0] != 4:
         raise ValueError("p256dh is not an uncompressed P-256 point")
-    return bytes(
-        http_ece.encrypt(
-            payload,
-            private_key=ec.generate_private_key(ec.SECP256R1()),
-            dh=receiver,
-            auth_secret=base64.urlsafe_b64decode(auth + "=" * (-len(auth) % 4)),
-            version="aes128gcm",
+    return raw, ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+
+
+def encrypt(payload: bytes, *, p256dh: str, auth: str) -> bytes:
+    """``payload`` encrypted for one subscription (RFC 8291, aes128gcm), from a fresh ECDH key as it requires.
+
+    RFC 8291 section 3.4 step by step (one record: a push payload is at most 4078 bytes), the
+    bytes ``http_ece.encrypt`` writes for the same key and salt (tests/notifications/
+    test_delivery_fast_paths.py), with one-shot HMACs instead of its HKDF and cipher objects.
+    """
+    auth_secret = base64.urlsafe_b64decode(auth + "=" * (-len(auth) % 4))
+    ua_public, receiver = _receiver(p256dh)
+    private = ec.generate_private_key(ec.SECP256R1())
+    if not payload or len(payload) + 17 > RECORD_SIZE:  # no record, or more than one: http_ece's general case
+        return bytes(
+            http_ece.encrypt(payload, private_key=private, dh=ua_public, auth_secret=auth_secret, version="aes128gcm")
         )
-    )
+    as_public = private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    ecdh_secret = private.exchange(ec.ECDH(), receiver)
+    salt = os.urandom(16)
+    # HKDF (RFC 5869) with one block of output each: extract, then expand with the info and 0x01.
+    prk_key = hmac.digest(auth_secret, ecdh_secret, "sha256")
+    ikm = hmac.digest(prk_key, KEY_INFO + ua_public + as_public + b"\x01", "sha256")
+    prk = hmac.digest(salt, ikm, "sha256")
+    cek = hmac.digest(prk, CEK_INFO, "sha256")[:16]
+    nonce = hmac.digest(prk, NONCE_INFO, "sha256")[:12]
+    record = AESGCM(cek).encrypt(nonce, payload + b"\x02", None)  # 0x02: the last record's delimiter, no padding
+    return salt + struct.pack("!LB", RECORD_SIZE, len(as_public)) + as_public + record

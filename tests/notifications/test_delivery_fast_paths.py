@@ -21,6 +21,7 @@ from notifications.transports import Envelope, transport_for
 from notifications.transports import email as email_transport
 from notifications.transports import webpush as webpush_transport
 from notifications.transports.email import EmailTransport, mime_bytes
+from notifications.transports.http1 import KeepAlive
 
 from .conftest import paris
 
@@ -277,9 +278,9 @@ def test_push_goes_out_on_one_keep_alive_connection_per_batch(use_push: Any) -> 
     transport.open()
     try:
         ids = [transport.send(_push(n, sub)) for n, sub in enumerate(subs)]
-        pools = transport.pools  # type: ignore[attr-defined]  # WebPushTransport's own
-        pool = pools.connection_from_url(use_push.origin)
-        assert pool.num_connections == 1 and pool.num_requests == 3
+        client = transport.by_origin[use_push.origin]  # type: ignore[attr-defined]  # WebPushTransport's own
+        assert isinstance(client, KeepAlive)
+        assert client.connections == 1 and client.requests == 3
     finally:
         transport.close()
     assert use_push.count == 3 and not use_push.rejected
