@@ -25,8 +25,8 @@ PAYLOADS = [b"x", '{"title": "Carnet", "body": "une étape de soin est prévue"}
 def test_encrypt_writes_http_eces_bytes_for_the_same_key_and_salt(payload: bytes, monkeypatch: Any) -> None:
     sub = Subscription("https://push.test/s")
     private, salt = ec.generate_private_key(ec.SECP256R1()), os.urandom(16)
-    monkeypatch.setattr(webpush_transport.ec, "generate_private_key", lambda curve: private)
-    monkeypatch.setattr(webpush_transport.os, "urandom", lambda n: salt)
+    monkeypatch.setattr("notifications.transports.webpush.ec.generate_private_key", lambda curve: private)
+    monkeypatch.setattr("notifications.transports.webpush.os.urandom", lambda n: salt)
     ours = webpush_transport.encrypt(payload, p256dh=sub.p256dh, auth=sub.auth)
     theirs = http_ece.encrypt(
         payload,
