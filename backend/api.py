@@ -210,7 +210,7 @@ def uuid_or_404(raw: str) -> uuid.UUID:
 def api_language(request: HttpRequest, default: str | None = None) -> str:
     """``Accept-Language`` when the request sends one (fr or en), else ``default``, else the active one."""
     active = (get_language() or "fr")[:2]
-    if request.headers.get("Accept-Language") or default is None:
+    if request.META.get("HTTP_ACCEPT_LANGUAGE") or default is None:  # ``request.headers`` would parse all of META
         return active if active in ("fr", "en") else "fr"
     return default if default in ("fr", "en") else "fr"
 

@@ -66,7 +66,7 @@ def _opaque(tag: str) -> str:
 
 def etag_matches(request: HttpRequest, etag: str) -> bool:
     """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 §13.1.2) or is ``*``."""
-    header = request.headers.get("If-None-Match")
+    header = request.META.get("HTTP_IF_NONE_MATCH")  # not ``request.headers``: built from all of META
     if not header:
         return False
     tags = parse_etags(header)
