@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
+from .facts import positional
+
 __all__ = ["MESSAGES", "REBOUND_RISK_PATIENT_FR", "SEVERITY_ORDER", "Flag", "make_flag", "message"]
 
 SEVERITY_ORDER = {"I": 0, "W": 1, "H": 2, "C": 3}
@@ -45,6 +47,10 @@ class Flag:
         return message(self.code, lang, self.param_map)
 
 
+# Every plan makes a few flags: a positional constructor without the frozen ``__init__``.
+_flag = positional(Flag)
+
+
 def make_flag(
     code: str,
     rule: str,
@@ -56,8 +62,10 @@ def make_flag(
     **params: ParamValue | date,
 ) -> Flag:
     """Build a flag; date params are stored as ISO strings, params sorted for stable equality."""
-    clean = tuple(sorted((k, v.isoformat() if isinstance(v, date) else v) for k, v in params.items()))
-    return Flag(code, rule, severity, blocks, override_allowed, clean, subject)
+    if not params:
+        return _flag(code, rule, severity, blocks, override_allowed, (), subject)
+    clean = tuple(sorted([(k, v.isoformat() if isinstance(v, date) else v) for k, v in params.items()]))
+    return _flag(code, rule, severity, blocks, override_allowed, clean, subject)
 
 
 class _Safe(dict[str, ParamValue]):

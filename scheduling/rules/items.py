@@ -98,7 +98,6 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
 
 
-@lru_cache(maxsize=65536)  # pure in (today, due, timing); items repeat across a batch
 def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, EscalationLevel | None, int]:
     """(status, current level, days late) of an item on ``today``.
 
@@ -124,7 +123,6 @@ def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, Escalati
     return f"overdue_{level.level}", level, late
 
 
-@lru_cache(maxsize=65536)
 def _item_dates(due: date, timing: Timing) -> tuple[date, date, date, tuple[tuple[str, date], ...]]:
     """(window start, window end, reminder, escalation dates) of an item due on ``due`` (TIME-03)."""
     return (
@@ -133,6 +131,20 @@ def _item_dates(due: date, timing: Timing) -> tuple[date, date, date, tuple[tupl
         add_days(due, -timing.reminder_days),
         tuple((lvl.level, add_days(due, lvl.offset_days)) for lvl in timing.ladder),
     )
+
+
+# (status, level, days late, severity, notify, window start, window end, reminder, escalation)
+_Shape = tuple[str, str | None, int, str | None, tuple[str, ...], date, date, date, tuple[tuple[str, date], ...]]
+
+
+@lru_cache(maxsize=65536)  # pure in (today, due, timing); items repeat across a batch
+def _item_shape(today: date, due: date, timing: Timing) -> _Shape:
+    """What ``make_item`` derives from (today, due, timing), found with one cache look-up per item."""
+    status, level, late = ladder_status(today, due, timing)
+    window_start, window_end, reminder, escalation = _item_dates(due, timing)
+    if level is None:
+        return status, None, late, None, (), window_start, window_end, reminder, escalation
+    return status, level.level, late, level.severity, level.notify, window_start, window_end, reminder, escalation
 
 
 def make_item(
@@ -152,16 +164,11 @@ def make_item(
     notification_offsets: tuple[int, ...] = (),
     until: date | None = None,
 ) -> PlanItem:
-    status, level, late = ladder_status(today, due, timing)
-    window_start, window_end, reminder, escalation = _item_dates(due, timing)
+    status, level, late, severity, notify, window_start, window_end, reminder, escalation = _item_shape(
+        today, due, timing
+    )
     # Positional, in field order: keyword passing costs more than the rest of this function.
-    if level is None:
-        return PlanItem(
-            key, kind, protocol, course_key, ordinal, dose_mg, product, phase, due, window_start, window_end,
-            reminder, status, None, dict(escalation), rule, (), late, None, (), notification_offsets, until,
-        )  # fmt: skip
     return PlanItem(
         key, kind, protocol, course_key, ordinal, dose_mg, product, phase, due, window_start, window_end,
-        reminder, status, level.level, dict(escalation), rule, (), late, level.severity, level.notify,
-        notification_offsets, until,
+        reminder, status, level, dict(escalation), rule, (), late, severity, notify, notification_offsets, until,
     )  # fmt: skip
