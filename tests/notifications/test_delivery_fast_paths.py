@@ -340,3 +340,20 @@ def _push(n: int, sub: Any, **fields: Any) -> Envelope:
         auth=sub.auth,
         **fields,
     )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jeanne@example.org",
+        "o'brien+x@mail.example.org",
+        "Jeanne <jeanne@example.org>",
+        "a..b@example.org",
+        "",
+        "<a@b.c>",
+    ],
+)
+def test_quoteaddr_is_smtplibs(address: str) -> None:
+    import smtplib
+
+    assert email_transport.quoteaddr(address) == smtplib.quoteaddr(address)
