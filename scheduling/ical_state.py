@@ -5,9 +5,10 @@ needs the live feed behind the token and a fingerprint of everything the feed wo
 patient's feed (one per patient: nearly all the polls) both come from one SQL statement: the feed
 row joined to its owner and, in the same row, "count|latest updated_at" of the patient's plan
 items and of their appointments. A staff feed (nurse, care team) takes one more statement for
-its own aggregates. The statements are written once from the models' tables and run on a plain
-cursor: building an ORM query per request cost several times the database work, and
-PostgreSQL plans every subquery on every execution, so each table is aggregated once.
+its own aggregates. The statements are written once from the models' tables and run without the
+ORM: building an ORM query per request cost several times the database work. Each table is
+aggregated once, and the lookup is a prepared statement (``backend.prepared``) on PostgreSQL,
+which otherwise plans it on every execution for five times as long as it runs.
 
 The ETag changes whenever a shown row changes (``updated_at`` moves on every save; the counts
 catch a row that appears or leaves), with the day (windows open, history ages out), the owner's
@@ -33,6 +34,7 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from backend.prepared import Prepared
 from patients.models import STAFF_ROLES, CareTeam, Patient, StaffMembership, User
 from scheduling import ical, ical_words
 from scheduling.models import Appointment, PlanItem
@@ -103,6 +105,13 @@ def _sql(vendor: str, kind: str | None) -> str:
     return "SELECT " + ", ".join(f"({part.format(owner='%s', **tables)})" for part in parts)
 
 
+@lru_cache(maxsize=1)
+def _lookup() -> Prepared:
+    """The lookup as a prepared statement: on PostgreSQL it plans in ~1 ms (five joins, two
+    correlated aggregates) and runs in ~0.2 ms, so the 304 path paid mostly for planning."""
+    return Prepared("carnet_feed_lookup", _sql(connection.vendor, None), ("varchar(64)",))
+
+
 def _instant(value: Any) -> datetime | None:
     """A timestamp column as an aware UTC datetime (SQLite hands back text)."""
     moment = value if value is None or isinstance(value, datetime) else parse_datetime(str(value))
@@ -128,9 +137,7 @@ def feed_state(*, digest: str, now: datetime | None = None) -> FeedState | None:
     more for a staff feed; one constant-time comparison either way. A staff subscription stops
     when its subscriber is deactivated, is no longer staff, or (team feed) leaves the team.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(connection.vendor, None), [digest])
-        row = cursor.fetchone()
+    row = _lookup().fetchone([digest])
     matched = hmac.compare_digest(str(row[2]) if row is not None else NO_FEED_HASH, digest)
     if row is None or not matched:
         return None

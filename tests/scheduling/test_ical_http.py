@@ -97,6 +97,19 @@ def test_conditional_get_is_304_without_rendering(
     assert by_date.status_code == 304
 
 
+@pytest.mark.postgres
+def test_the_lookup_is_planned_once_per_connection(client: Client, token: str, django_assert_num_queries: Any) -> None:
+    """PostgreSQL planned the lookup (five joins, two aggregates) on every poll for five times as
+    long as it ran: it is prepared once per connection, then only executed."""
+    first = client.get(url(token))
+    with django_assert_num_queries(1) as polled:
+        again = client.get(url(token), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    assert [q["sql"] for q in polled.captured_queries] == [f"EXECUTE carnet_feed_lookup ('{feeds.token_hash(token)}')"]
+    with django_assert_num_queries(1):  # no validator: the same statement, and the body kept under its ETag
+        assert client.get(url(token)).status_code == 200
+
+
 def test_unchanged_feed_is_rendered_once(
     client: Client,
     token: str,
