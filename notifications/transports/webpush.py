@@ -134,8 +134,8 @@ class WebPushTransport(Transport):
     def _post(self, message: Envelope, origin: str, body: bytes, headers: dict[str, str]) -> str:
         if self.pools is None:
             self.open()
-        client = self._client_for(origin)
         try:
+            client = self._client_for(origin)
             if isinstance(client, KeepAlive):
                 parts = urlsplit(message.to)
                 target = f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
@@ -153,7 +153,7 @@ class WebPushTransport(Transport):
                 )
                 status, answered = response.status, {k.lower(): v for k, v in response.headers.items()}
         except ValueError as exc:
-            # An endpoint that cannot go on a request line (a space, a control character): never reachable.
+            # An endpoint that cannot go on a request line (a space, a control character, not HTTP): never reachable.
             raise TransportError(f"invalid subscription endpoint: {exc}", permanent=True) from exc
         except (HttpError, urllib3.exceptions.HTTPError, OSError) as exc:
             raise TransportError(f"push service unreachable: {exc}") from exc
