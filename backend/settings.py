@@ -97,6 +97,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with psycopg's C timestamp parser (backend/db/base.py).
+    DATABASES["default"]["ENGINE"] = "backend.db"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web process, the worker and beat share the demo database.
     DATABASES["default"]["OPTIONS"] = {

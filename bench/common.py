@@ -37,9 +37,9 @@ def database_url() -> str:
         return os.environ["BENCH_DATABASE_URL"]
     from django.conf import settings
 
-    if settings.configured and settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        from django.db import connection
+    from django.db import connection
 
+    if settings.configured and connection.vendor == "postgresql":
         s = connection.settings_dict
         auth = s["USER"] or ""
         if s.get("PASSWORD"):

@@ -136,7 +136,7 @@ def test_database_url_and_broker_url_come_from_the_environment(tmp_path: Path) -
     )
     seen = read_settings(env)
 
-    assert seen["engine"] == "django.db.backends.postgresql"
+    assert seen["engine"] == "backend.db"  # Django's PostgreSQL backend, timestamps parsed in C
     assert (seen["name"], seen["host"], seen["port"]) == ("carnet_prod", "db.example.org", 6543)
     assert seen["broker"] == seen["app_broker"] == "redis://queue.example.org:6380/2"
     options = seen["transport_options"]

@@ -1,0 +1,1 @@
+"""Carnet's PostgreSQL database backend: Django's, with psycopg's C timestamp loader (``base``)."""
