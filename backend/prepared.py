@@ -38,9 +38,11 @@ _T = TypeVar("_T")
 
 # psycopg connection → names of the statements prepared on it.
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
-# psycopg connection → the cursor ``Prepared.fetchone`` runs statements with, and the time zone
-# its timestamps are loaded in (Django's ``create_cursor`` sets it from the connection's).
-_cursors: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+# Where ``Prepared.fetchone`` keeps its cursor, on Django's connection object (one per thread): the
+# psycopg connection it belongs to, the cursor, and the time zone its timestamps are loaded in
+# (Django's ``create_cursor`` sets it from the connection's). Replaced with the connection; not in
+# a weak mapping keyed by the connection, which the cursor would keep alive.
+_KEPT_CURSOR = "_carnet_kept_cursor"
 
 
 class Prepared:
@@ -78,9 +80,11 @@ class Prepared:
         raw = db.connection
         db.validate_no_broken_transaction()  # as Django's cursor does before a statement
         with db.wrap_database_errors:
-            cursor, zone = _cursors.get(raw, (None, None))
-            if cursor is None or cursor.closed or zone is not db.timezone:
-                cursor, zone = _cursors[raw] = (db.create_cursor(), db.timezone)
+            kept = getattr(db, _KEPT_CURSOR, None)
+            if kept is None or kept[0] is not raw or kept[1].closed or kept[2] is not db.timezone:
+                kept = (raw, db.create_cursor(), db.timezone)
+                setattr(db, _KEPT_CURSOR, kept)
+            cursor = kept[1]
             self.ensure(cursor)
             cursor.execute(self.execute, params)
             return cursor.fetchone()

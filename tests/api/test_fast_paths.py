@@ -151,3 +151,34 @@ def test_the_kept_cursor_raises_djangos_errors_and_refuses_a_broken_transaction(
         connection.set_rollback(True)
         connection.needs_rollback = True
         failing.fetchone([1])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_kept_cursor_follows_a_replaced_connection() -> None:
+    """A dead connection (PostgreSQL restarted, an idle timeout) is replaced by ``first_query`` and
+    the cursor with it; the old connection is not kept alive by the old cursor."""
+    import gc
+    import weakref
+
+    import psycopg
+
+    from backend.prepared import Prepared, first_query
+
+    db: Any = connection
+    statement = Prepared("carnet_test_echo", "SELECT %s::int", ("int",))
+    connection.ensure_connection()
+    db.health_check_done = False  # a new request
+    assert first_query(lambda: statement.fetchone([1])) == (1,)
+    dead = weakref.ref(connection.connection)
+    (pid,) = Prepared("carnet_test_pid", "SELECT pg_backend_pid() + %s", ("int",)).fetchone([0])
+    s = connection.settings_dict
+    with psycopg.connect(
+        host=s["HOST"] or None, port=s["PORT"] or None, user=s["USER"] or None, dbname=s["NAME"], autocommit=True
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    db.health_check_done = False
+    assert first_query(lambda: statement.fetchone([2])) == (2,)  # prepared again on the new connection
+    assert connection.connection is not dead()
+    gc.collect()
+    assert dead() is None
