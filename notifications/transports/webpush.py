@@ -112,6 +112,10 @@ class WebPushTransport(Transport):
     def prepare(self, message: Envelope) -> Callable[[], str]:
         """The payload encrypted and the headers signed, here; the request, in the call."""
         parts = urlsplit(message.to)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            # device_register accepts https (http when allowed) only; a row written otherwise must
+            # fail alone, not the batch (the VAPID signer raises its own error on such an origin).
+            raise TransportError(f"invalid subscription endpoint: {message.to[:80]!r}", permanent=True)
         origin = f"{parts.scheme}://{parts.netloc}"
         payload = json.dumps(
             {"title": message.push_title, "body": message.push_body, "url": message.url, "tag": message.collapse_id},

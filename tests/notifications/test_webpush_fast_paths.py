@@ -71,8 +71,8 @@ def test_an_endpoint_with_a_space_is_permanent_and_sends_nothing(use_push: Any) 
     assert use_push.count == 0 and not use_push.rejected
 
 
-@pytest.mark.parametrize("to", ["http://push.test:99999/x"])
-def test_an_endpoint_with_an_impossible_port_is_permanent(use_push: Any, to: str) -> None:
+@pytest.mark.parametrize("to", ["http://push.test:99999/x", "ftp://push.test/x", "https:///x", "push.test/x"])
+def test_an_endpoint_push_cannot_address_is_permanent(use_push: Any, to: str) -> None:
     sub = use_push.subscribe()
     message = Envelope(key=KEY, channel="webpush", to=to, language="fr", p256dh=sub.p256dh, auth=sub.auth)
     with pytest.raises(TransportError) as exc:
