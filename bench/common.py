@@ -36,7 +36,6 @@ def database_url() -> str:
     if "BENCH_DATABASE_URL" in os.environ:
         return os.environ["BENCH_DATABASE_URL"]
     from django.conf import settings
-
     from django.db import connection
 
     if settings.configured and connection.vendor == "postgresql":
