@@ -72,7 +72,7 @@ class WebPushTransport(Transport):
     channel = "webpush"
 
     def __init__(self) -> None:
-        self.pools: urllib3.PoolManager | None = None
+        self.opened = False
         # Per push service: its keep-alive connection, or urllib3's pool through the environment's proxy.
         self.by_origin: dict[str, KeepAlive | urllib3.PoolManager] = {}
         self.ca_certs = ""
@@ -81,21 +81,21 @@ class WebPushTransport(Transport):
         _load_key(settings.WEBPUSH_VAPID_PRIVATE_KEY)  # a missing or unreadable key fails the batch early
         # The CA bundle requests would use (its environment variables, else certifi's), read once per batch.
         self.ca_certs = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-        self.pools = urllib3.PoolManager(maxsize=1, ca_certs=self.ca_certs)
         self.by_origin = {}
+        self.opened = True
 
     def close(self) -> None:
-        for client in {*self.by_origin.values(), *([self.pools] if self.pools is not None else [])}:
+        for client in self.by_origin.values():
             if isinstance(client, KeepAlive):
                 client.close()
             else:
                 client.clear()  # closes the keep-alive connections
-        self.pools, self.by_origin = None, {}
+        self.by_origin, self.opened = {}, False
 
     def _client_for(self, origin: str) -> KeepAlive | urllib3.PoolManager:
         """The keep-alive connection to a push service, or urllib3's pool through the environment's proxy for it."""
         if origin not in self.by_origin:
-            assert self.pools is not None
+            assert self.opened
             proxies = requests.utils.get_environ_proxies(origin)
             proxy = proxies.get(urlsplit(origin).scheme) or proxies.get("all")
             timeout = float(getattr(settings, "NOTIFY_HTTP_TIMEOUT_SECONDS", 10))
@@ -136,7 +136,7 @@ class WebPushTransport(Transport):
         return functools.partial(self._post, message, origin, body, headers)
 
     def _post(self, message: Envelope, origin: str, body: bytes, headers: dict[str, str]) -> str:
-        if self.pools is None:
+        if not self.opened:
             self.open()
         try:
             client = self._client_for(origin)
