@@ -26,7 +26,7 @@ import random
 import select
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,7 +49,7 @@ from notifications.models import (
     OutboxState,
     SweepRun,
 )
-from notifications.transports import TransportError, transport_for
+from notifications.transports import Transport, TransportError, transport_for
 from patients.models import Role, StaffMembership
 from scheduling.models import CLOSED_STATUSES
 
@@ -604,12 +604,16 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                 continue
             device_ids = {row.device_id for row in batch if row.device_id}
             active, read_at = _active_devices(device_ids), time.monotonic()
-            on_wire: _Sending | None = None  # handed to the sender thread, outcome not read yet
+            # Handed to the sender thread, outcome not read yet: one, or two when the transport
+            # chains (the end of message n goes with message n+1: ``Transport.prepare_chained``).
+            on_wire: deque[_Sending] = deque()
+            depth = 2 if transport.chains else 1
             accepted: list[_Sending] = []  # accepted by their server, marks not written yet
+
             try:
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="carnet-send") as sender:
                     for row in batch:
-                        # While the previous message is on the wire: the checks that read, and the rendering.
+                        # While earlier messages are on the wire: the checks that read, and the rendering.
                         if row.claimed_until is not None and row.claimed_until < timezone.now():
                             stats.lost_claims += 1  # the lease ran out: another sweep may have the row now
                             continue
@@ -617,42 +621,46 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
                             active, read_at = _active_devices(device_ids - gone_devices), time.monotonic()
                         to, first_name, p256dh, auth = _address(row)
                         message = rendering.envelope(row, to=to, first_name=first_name, p256dh=p256dh, auth=auth)
+                        future: Future[str] = Future()
                         try:
-                            send = transport.prepare(message)  # the CPU work stays on this thread
+                            send = transport.prepare_chained(message)  # the CPU work stays on this thread
                         except TransportError as exc:
-                            send = functools.partial(_raise, exc)  # recorded in turn, like any refusal
-                        if on_wire is not None:
-                            sent, on_wire = outcome(on_wire), None
-                            if sent is not None:
-                                accepted.append(sent)
+                            future.set_exception(exc)  # recorded in turn, like any refusal
+                            send = None
+                        # A message to the destination of one on the wire waits for its outcome (a 410 or
+                        # a bounce cancels it); any other waits for the one ``depth`` messages before it.
+                        same = to.lower()
+                        while on_wire and (len(on_wire) >= depth or any(s.to.lower() == same for s in on_wire)):
+                            accepted += _read_oldest(on_wire, transport, sender, outcome)
                         if (row.device_id and (row.device_id in gone_devices or row.device_id not in active)) or (
-                            row.device_id is None and to.lower() in gone_addresses
+                            row.device_id is None and same in gone_addresses
                         ):
                             if _finish(row, token, state=OutboxState.CANCELLED, closed_reason="destination_gone"):
                                 stats.cancelled += 1
                                 audited.append(row)
+                        elif send is None:
+                            on_wire.append(_Sending(row, to, future, followed=True))  # its outcome is known
                         else:
-                            on_wire = _Sending(row, to, sender.submit(send))
+                            sender.submit(send, future)  # settles the messages on the wire before it
+                            for sending in on_wire:
+                                sending.followed = True
+                            on_wire.append(_Sending(row, to, future))
                         if len(accepted) >= outcomes.per_statement:
                             marks, accepted = accepted, []
-                            mark_sent(marks)  # while this row is on the wire
-                    if on_wire is not None:
-                        sent, on_wire = outcome(on_wire), None
-                        if sent is not None:
-                            accepted.append(sent)
+                            mark_sent(marks)  # while the next message is on the wire
+                    while on_wire:
+                        accepted += _read_oldest(on_wire, transport, sender, outcome)
                     if accepted:
                         marks, accepted = accepted, []
                         mark_sent(marks)
             finally:
                 # An error on this thread (the database, a rendering) still records the messages
-                # accepted and the sender's last one: the server may have accepted it.
+                # accepted and those the sender handed over: the server may have accepted them.
                 try:
-                    if on_wire is not None:
-                        sent, on_wire = outcome(on_wire), None
-                        if sent is not None:
-                            accepted.append(sent)
+                    while on_wire:
+                        accepted += _read_oldest(on_wire, transport, None, outcome)
                 except Exception:
-                    log.exception("outbox %s: outcome not read, a duplicate is possible", on_wire and on_wire.row.pk)
+                    log.exception("outbox %s: outcome not read, a duplicate is possible", [s.row.pk for s in on_wire])
                 marks, accepted = accepted, []
                 try:
                     if marks:
@@ -671,8 +679,25 @@ def outbox_deliver(token: str, rows: list[OutboxMessage]) -> Stats:
     return stats
 
 
-def _raise(exc: Exception) -> str:
-    raise exc
+def _read_oldest(
+    on_wire: deque[_Sending],
+    transport: Transport,
+    sender: ThreadPoolExecutor | None,
+    outcome: Callable[[_Sending], _Sending | None],
+) -> list[_Sending]:
+    """Read the outcome of the oldest message on the wire, settling it first if no later call to a
+    chaining transport will: ``[it]`` once its server accepted it, ``[]`` when refused (recorded)."""
+    oldest = on_wire[0]
+    if transport.chains and not oldest.followed:
+        if sender is not None:
+            sender.submit(transport.flush)
+        else:
+            transport.flush()  # the sender thread is gone: nothing else uses the session
+        for sending in on_wire:
+            sending.followed = True
+    on_wire.popleft()
+    sent = outcome(oldest)
+    return [] if sent is None else [sent]
 
 
 @dataclass
@@ -683,6 +708,7 @@ class _Sending:
     to: str
     future: Future[str]
     provider_id: str = ""
+    followed: bool = False  # a later call to the transport settles it (``Transport.prepare_chained``)
 
 
 def _retry_or_die(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -51,6 +52,8 @@ class Transport:
     """One channel. ``open``/``close`` bracket a batch so a connection can be reused."""
 
     channel: ClassVar[str] = ""
+    # Whether a message's outcome may wait for the next message (``prepare_chained``).
+    chains: ClassVar[bool] = False
 
     def open(self) -> None:
         """Prepare for a batch (connect, fetch a token); the default does nothing."""
@@ -70,3 +73,25 @@ class Transport:
         that can never go may raise ``TransportError`` here already. The default defers it all.
         """
         return functools.partial(self.send, message)
+
+    def prepare_chained(self, message: Envelope) -> Callable[[Future[str]], None]:
+        """``prepare``, for a transport whose server answers one message with the next (``chains``).
+
+        The call runs on the sender thread with the message's future and settles it (the provider
+        id, or ``TransportError``) there or in a later call: each call settles every earlier
+        message, and ``flush`` settles the last. So an SMTP session can send the end of message n
+        and the envelope of n+1 in one write (RFC 2920). The default settles each message in its call.
+        """
+        return functools.partial(_settle, self.prepare(message))
+
+    def flush(self) -> None:
+        """Settle the messages handed to ``prepare_chained`` calls that are still open; the default has none."""
+
+
+def _settle(send: Callable[[], str], future: Future[str]) -> None:
+    try:
+        future.set_result(send())
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise

@@ -18,6 +18,8 @@ import re
 import smtplib
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from email.policy import compat32
 from email.utils import formatdate
 from typing import Any
@@ -32,10 +34,13 @@ from .base import Envelope, Transport, TransportError
 
 class EmailTransport(Transport):
     channel = "email"
+    chains = True
 
     def __init__(self) -> None:
         self.connection: Any = None
         self.sender: str | None = None  # DEFAULT_FROM_EMAIL, sanitised once per batch
+        # A message the server is ready to take (354): its content goes at the head of the next write.
+        self.pending: _Pending | None = None
 
     def open(self) -> None:
         """The process's SMTP session, kept from the last batch if it still answers, else a new one.
@@ -48,12 +53,14 @@ class EmailTransport(Transport):
 
     def close(self) -> None:
         """Keep the session for the process's next batch."""
+        self.flush()
         if self.connection is not None:
             _keep(self.connection)
             self.connection = None
 
     def _reset(self) -> None:
         """Forget a connection that failed, so the next message reconnects."""
+        self._fail_pending(TransportError("SMTP session reset before the end of the message"))
         if self.connection is not None:
             _quit(self.connection)
             self.connection = None
@@ -64,6 +71,16 @@ class EmailTransport(Transport):
 
     def prepare(self, message: Envelope) -> Callable[[], str]:
         """The message and its bytes, built here; the SMTP dialogue, in the call."""
+        return functools.partial(self._send, *self._build(message))
+
+    def prepare_chained(self, message: Envelope) -> Callable[[Future[str]], None]:
+        """The message, its bytes and its dot-stuffed content, built here; the call sends its envelope
+        after the content of the message before it, in one write, when the server pipelines."""
+        email, raw, to, message_id = self._build(message)
+        content = None if raw is None else data_content(raw)
+        return functools.partial(self._send_chained, email, raw, to, message_id, content)
+
+    def _build(self, message: Envelope) -> tuple[EmailMultiAlternatives, bytes | None, str | None, str]:
         domain = getattr(settings, "NOTIFY_MESSAGE_ID_DOMAIN", "carnet.localhost")
         message_id = f"<{message.key}@{domain}>"
         email = EmailMultiAlternatives(
@@ -82,28 +99,115 @@ class EmailTransport(Transport):
             to = message.to if PLAIN_ADDRESS.fullmatch(message.to) else sanitize_address(message.to, "utf-8")
             if self.sender is None:
                 self.sender = sanitize_address(email.from_email, "utf-8")
-        return functools.partial(self._send, email, raw, to, message_id)
+        return email, raw, to, message_id
 
     def _send(self, email: EmailMultiAlternatives, raw: bytes | None, to: str | None, message_id: str) -> str:
+        self.flush()  # a message whose content is still to go holds the session
         if self.connection is None:
             self.open()
         try:
             sent = self._sendmail(email, raw, to)
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _msg in exc.recipients.values()]
-            self._reset()
-            if codes and all(500 <= int(code) < 600 for code in codes):
-                raise TransportError(f"address refused: {codes}", permanent=True) from exc
-            raise TransportError(f"address deferred: {codes}") from exc
-        except smtplib.SMTPResponseException as exc:
-            self._reset()
-            raise TransportError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
         except (smtplib.SMTPException, OSError) as exc:
             self._reset()
-            raise TransportError(f"SMTP unavailable: {exc}") from exc
+            raise transport_error(exc) from exc
         if sent != 1:
             raise TransportError("SMTP backend accepted nothing")
         return message_id
+
+    def _send_chained(
+        self,
+        email: EmailMultiAlternatives,
+        raw: bytes | None,
+        to: str | None,
+        message_id: str,
+        content: bytes | None,
+        future: Future[str],
+    ) -> None:
+        """On the sender thread: the end of the pending message and this one's envelope in one write.
+
+        Then the replies are read as a group: the pending message's (its 250 settles it, accepted;
+        anything else fails it alone), then MAIL, RCPT and DATA's. After DATA's 354 this message is
+        the pending one, its content held for the next write (``flush`` sends it alone). A refused
+        envelope fails this message alone, as ``pipelined_sendmail`` raises it (the session reset
+        after it: RSET). A dropped session fails every message not settled: retried, and if the
+        server had accepted one before the drop, sent twice, never lost.
+        """
+        previous: _Pending | None = None
+        try:
+            smtp = self._pipelining_session(raw, to)
+            if smtp is None or raw is None or to is None or content is None or self.sender is None:
+                future.set_result(self._send(email, raw, to, message_id))  # flushes first
+                return
+            commands = envelope_commands(smtp, self.sender, to, len(raw))
+            previous, self.pending = self.pending, None
+            smtp.send(previous.content + b".\r\n" + commands if previous is not None else commands)
+            if previous is not None:
+                settled, previous = previous, None
+                if not self._settle(smtp, settled):
+                    raise smtplib.SMTPServerDisconnected("the server closed the session (421)")
+            read_envelope_replies(smtp, self.sender, to)
+            self.pending = _Pending(content, future, message_id)
+        except TransportError as exc:
+            _fail(exc, previous, future)
+        except (smtplib.SMTPException, OSError) as exc:
+            error = transport_error(exc)
+            _fail(error, previous, future)
+            self._reset()
+        except BaseException as exc:
+            _fail(exc, previous, future)
+            raise
+
+    def _pipelining_session(self, raw: bytes | None, to: str | None) -> smtplib.SMTP | None:
+        """The open SMTP session if ``raw`` can go through it pipelined, else None (``_send`` then)."""
+        if raw is None or to is None or self.sender is None:
+            return None
+        if self.connection is None:
+            self.open()
+        backend = self.connection
+        if not isinstance(backend, SmtpBackend) or backend.connection is None:
+            return None
+        smtp: smtplib.SMTP = backend.connection
+        if self.pending is None:
+            smtp.ehlo_or_helo_if_needed()
+        return smtp if smtp.does_esmtp and smtp.has_extn("pipelining") else None
+
+    def _settle(self, smtp: smtplib.SMTP, pending: _Pending) -> bool:
+        """Read the reply to ``pending``'s final dot and settle it; False when the server closed the session."""
+        try:
+            code, text = smtp.getreply()
+        except BaseException as exc:
+            _fail(transport_error(exc) if isinstance(exc, smtplib.SMTPException | OSError) else exc, pending)
+            raise
+        if code == 250:
+            pending.future.set_result(pending.message_id)
+            return True
+        pending.future.set_exception(transport_error(smtplib.SMTPDataError(code, text)))
+        if code == 421:
+            smtp.close()
+            return False
+        return True  # the transaction is over either way (RFC 5321 4.1.1.4): no RSET, which would reset the next one
+
+    def flush(self) -> None:
+        """Send the pending message's content alone and settle it (the end of a batch, or before
+        a message to the same address, whose fate may depend on this one's)."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return
+        try:
+            smtp = self.connection.connection
+            smtp.send(pending.content + b".\r\n")
+            if self._settle(smtp, pending) and not pending.future.exception():
+                return
+        except (smtplib.SMTPException, OSError) as exc:
+            _fail(transport_error(exc), pending)
+        except BaseException as exc:
+            _fail(exc, pending)
+            raise
+        self._reset()  # as after a refused message sent alone
+
+    def _fail_pending(self, error: BaseException) -> None:
+        pending, self.pending = self.pending, None
+        _fail(error, pending)
 
     def _sendmail(self, email: EmailMultiAlternatives, raw: bytes | None, to: str | None) -> int:
         """What ``EmailBackend._send`` does, on the open session; any other backend sends as usual."""
@@ -113,6 +217,35 @@ class EmailTransport(Transport):
             return int(email.send())  # connects (and raises) like Django; locmem and console in tests
         pipelined_sendmail(backend.connection, self.sender, to, raw)
         return 1
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A message whose DATA the server answered with 354: its content is still to go."""
+
+    content: bytes  # dot-stuffed, ending with CRLF, without the final dot
+    future: Future[str]
+    message_id: str
+
+
+def _fail(error: BaseException, *messages: _Pending | Future[str] | None) -> None:
+    """Fail every message of ``messages`` not settled yet (a message is settled once, by whoever comes first)."""
+    for message in messages:
+        future = message.future if isinstance(message, _Pending) else message
+        if future is not None and not future.done():
+            future.set_exception(error)
+
+
+def transport_error(exc: BaseException) -> TransportError:
+    """The ``TransportError`` of an SMTP failure: a refused address is permanent on a 5xx, the rest transient."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        if codes and all(500 <= int(code) < 600 for code in codes):
+            return TransportError(f"address refused: {codes}", permanent=True)
+        return TransportError(f"address deferred: {codes}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return TransportError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}")
+    return TransportError(f"SMTP unavailable: {exc}")
 
 
 # --- one message in two round trips -----------------------------------------------------------
@@ -136,11 +269,31 @@ def pipelined_sendmail(smtp: smtplib.SMTP, sender: str, to: str, raw: bytes) -> 
     if not (smtp.does_esmtp and smtp.has_extn("pipelining")):
         smtp.sendmail(sender, [to], raw)
         return
-    size = f" size={len(raw)}" if smtp.has_extn("size") else ""
-    commands = f"mail FROM:{quoteaddr(sender)}{size}{CRLF}rcpt TO:{quoteaddr(to)}{CRLF}data{CRLF}"
+    smtp.send(envelope_commands(smtp, sender, to, len(raw)))
+    read_envelope_replies(smtp, sender, to)
+    smtp.send(data_content(raw) + b".\r\n")
+    code, message = smtp.getreply()
+    if code != 250:
+        if code == 421:
+            smtp.close()
+        else:
+            with contextlib.suppress(smtplib.SMTPServerDisconnected):
+                smtp.rset()
+        raise smtplib.SMTPDataError(code, message)
+
+
+def envelope_commands(smtp: smtplib.SMTP, sender: str, to: str, size: int) -> bytes:
+    """MAIL, RCPT and DATA for one recipient, as one pipelined group (RFC 2920)."""
+    extra = f" size={size}" if smtp.has_extn("size") else ""
+    commands = f"mail FROM:{quoteaddr(sender)}{extra}{CRLF}rcpt TO:{quoteaddr(to)}{CRLF}data{CRLF}"
     if commands.count("\r") != 3 or commands.count("\n") != 3:
         raise ValueError("command and arguments contain prohibited newline characters")  # as smtplib.putcmd
-    smtp.send(commands)
+    return commands.encode(smtp.command_encoding)
+
+
+def read_envelope_replies(smtp: smtplib.SMTP, sender: str, to: str) -> None:
+    """Read the replies to ``envelope_commands``; a refusal raises what ``sendmail`` raises for it
+    and leaves the session as ``sendmail`` leaves it: reset (RSET), or closed after a 421."""
     replies: list[tuple[int, bytes]] = []
     while len(replies) < 3:
         replies.append(smtp.getreply())
@@ -162,18 +315,12 @@ def pipelined_sendmail(smtp: smtplib.SMTP, sender: str, to: str, raw: bytes) -> 
     data, data_text = rest[1]
     if data != 354:
         raise smtplib.SMTPDataError(data, data_text)  # as ``SMTP.data``: no RSET
+
+
+def data_content(raw: bytes) -> bytes:
+    """``raw`` as DATA sends it, without the final dot: leading dots doubled, ending with CRLF."""
     content = LEADING_DOT.sub(b"..", raw)
-    if not content.endswith(b"\r\n"):
-        content += b"\r\n"
-    smtp.send(content + b".\r\n")
-    code, message = smtp.getreply()
-    if code != 250:
-        if code == 421:
-            smtp.close()
-        else:
-            with contextlib.suppress(smtplib.SMTPServerDisconnected):
-                smtp.rset()
-        raise smtplib.SMTPDataError(code, message)
+    return content if content.endswith(b"\r\n") else content + b"\r\n"
 
 
 def quoteaddr(address: str) -> str:
