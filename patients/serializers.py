@@ -658,21 +658,15 @@ _BOOKLET_SERIALIZERS = {
 _LISTS_SQL = ", ".join(
     f"'{name}', {_list_sql(_BOOKLET[name][0], serializer)}" for name, serializer in _BOOKLET_SERIALIZERS.items()
 )
-# The booklet's revision, derived from its rows' versions: for each table, how many rows the
-# patient has and the sum of their ``xmin`` (the transaction that wrote each row version). Any
-# insert, update (by a service, the admin, a bulk update) or delete of one of the patient's rows
-# changes it; reading it is an index scan of the patient's rows with no JSON built, a tenth of
-# the booklet's statement. ``xmin`` survives VACUUM FREEZE (PostgreSQL >= 9.4 keeps it); other
-# ORMs use it the same way, as an optimistic-concurrency token (Npgsql).
-_REVISION_PARTS = [
-    f"(SELECT count(*) || ':' || COALESCE(sum(t.xmin::text::bigint), 0) FROM {model._meta.db_table} t"  # noqa: S608
-    " WHERE t.patient_id = p.id)"
-    for model, _renderer in _BOOKLET.values()
-]
-_REVISION_SQL = f"concat_ws(',', {', '.join(_REVISION_PARTS)})"
+# The booklet's revision: ``patients_patient.booklet_revision``, a number that triggers on the five
+# booklet tables change on every insert, update or delete of one of the patient's rows, whoever
+# writes it (a service, the admin, a bulk update, a COPY; patients/migrations/0003_booklet_revision.py).
+# Reading it is reading the patient's row: the token's auth query does, so a booklet 304 is that
+# one statement, as the plan's. Not a model field: only the triggers write it.
+_REVISION_SQL = "p.booklet_revision"
 BOOKLET_SQL = (
     f"SELECT json_build_object({_LISTS_SQL})::text"  # noqa: S608  # the models' metadata only
-    " FROM (SELECT id, public_id, %s::text AS zone FROM patients_patient WHERE id = %s) p"
+    " FROM (SELECT id, public_id, booklet_revision, %s::text AS zone FROM patients_patient WHERE id = %s) p"
 )
 # The body and its revision read by one statement, in one snapshot: the ETag names that body.
 _BOOKLET_STATEMENT = Prepared(
@@ -680,7 +674,7 @@ _BOOKLET_STATEMENT = Prepared(
     BOOKLET_SQL.replace("::text FROM (SELECT id,", f"::text, {_REVISION_SQL} FROM (SELECT id,", 1),
     ("text", "bigint"),
 )
-BOOKLET_REVISION_SQL = f"SELECT {_REVISION_SQL} FROM (SELECT %s::bigint AS id) p"  # noqa: S608  # models' metadata
+BOOKLET_REVISION_SQL = f"SELECT {_REVISION_SQL} FROM patients_patient p WHERE p.id = %s"  # noqa: S608  # constant
 _BOOKLET_REVISION = Prepared("carnet_booklet_revision", BOOKLET_REVISION_SQL, ("bigint",))
 # The same revision read by the token's auth query for ``GET /me/booklet`` (the patient is ``p`` there too).
 BOOKLET_AT_AUTH = AtAuth("booklet", _REVISION_SQL)

@@ -1,8 +1,10 @@
-"""The booklet's ETag from its revision (PostgreSQL: its rows' versions), the bodies kept by that
-revision, and the request's first query standing in for Django's connection health check."""
+"""The booklet's ETag from its revision (PostgreSQL: a number kept by triggers on its five tables),
+the bodies kept by that revision, and the request's first query standing in for Django's
+connection health check."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -64,6 +66,95 @@ def test_any_write_to_a_booklet_row_changes_the_etag_and_the_body(world: World) 
     assert added.status_code == 200
     assert len(added.json()["dental_events"]) == len(voided.json()["dental_events"]) + 1
     assert client.get(URL, HTTP_IF_NONE_MATCH=added["ETag"]).status_code == 304
+
+
+def _revisions(*patients: Any) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, booklet_revision FROM patients_patient WHERE id = ANY(%s)", [[p.pk for p in patients]]
+        )
+        found = dict(cursor.fetchall())
+    return [found[p.pk] for p in patients]
+
+
+def _raw(sql: str, params: list[Any]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@pytest.mark.postgres
+def test_the_revision_changes_with_every_kind_of_write_to_every_booklet_table(world: World) -> None:
+    """Statement triggers (patients/migrations/0003): insert, update, delete, a row moved to another
+    patient (both change), a COPY, a TRUNCATE; a statement that touches no row changes nothing."""
+    from patients.models import Comedication, DentalEvent, DoseRecord, LabResult, TreatmentCourse
+
+    a, b = world.patient_a, world.patient_b
+    rows = {
+        TreatmentCourse: world.course_a,
+        DoseRecord: world.dose_a,
+        LabResult: world.lab_a,
+        DentalEvent: world.dental_a,
+        Comedication: world.comed_a,
+    }
+    for model, row in rows.items():
+        table = model._meta.db_table
+        before_a, before_b = _revisions(a, b)
+        _raw(f"UPDATE {table} SET void_reason = void_reason WHERE id = %s", [row.pk])  # noqa: S608
+        after_a, after_b = _revisions(a, b)
+        assert after_a != before_a and after_b == before_b, table
+        _raw(f"UPDATE {table} SET void_reason = '' WHERE id = -1", [])  # noqa: S608  # no row
+        assert _revisions(a, b) == [after_a, after_b], table
+
+    # a row moved to another patient: both booklets changed
+    before_a, before_b = _revisions(a, b)
+    _raw("UPDATE patients_comedication SET patient_id = %s WHERE id = %s", [b.pk, world.comed_a.pk])
+    after_a, after_b = _revisions(a, b)
+    assert after_a != before_a and after_b != before_b
+
+    before_b = after_b
+    _raw("DELETE FROM patients_comedication WHERE id = %s", [world.comed_a.pk])
+    assert _revisions(b)[0] != before_b
+
+    before_a = _revisions(a)[0]
+    columns = "patient_id, event, date, dentist, notes, void_reason, recorded_at, public_id"
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY patients_dentalevent ({columns}) FROM STDIN") as copy:
+        copy.write_row([a.pk, "exam", day_ago(3), "", "", "", world.dental_a.recorded_at, uuid.uuid4()])  # load.py
+    assert _revisions(a)[0] != before_a
+
+    before_a, before_b = _revisions(a, b)
+    _raw("SET CONSTRAINTS ALL IMMEDIATE", [])  # Django's foreign keys are deferred: none may be pending
+    _raw("TRUNCATE patients_comedication", [])
+    after_a, after_b = _revisions(a, b)
+    assert after_a != before_a and after_b != before_b
+
+
+@pytest.mark.postgres
+def test_a_revision_given_in_a_rolled_back_transaction_is_never_given_again(world: World) -> None:
+    """From a sequence: a body rendered inside a transaction that rolled back cannot be taken
+    for a later, different booklet at the same revision."""
+    from patients.models import DoseRecord
+
+    before = _revisions(world.patient_a)[0]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        DoseRecord.objects.filter(pk=world.dose_a.pk).update(lot_number="ROLLED-BACK")
+        rolled_back = _revisions(world.patient_a)[0]
+        raise RuntimeError
+    assert _revisions(world.patient_a)[0] == before
+    DoseRecord.objects.filter(pk=world.dose_a.pk).update(lot_number="KEPT")
+    assert _revisions(world.patient_a)[0] not in (before, rolled_back)
+
+
+@pytest.mark.postgres
+def test_saving_the_patient_leaves_the_revision_to_the_triggers(world: World) -> None:
+    """Not a model field: ``Patient.save()`` of an instance read before a booklet write must not
+    write back the revision it read."""
+    from patients.models import DoseRecord, Patient
+
+    stale = Patient.objects.get(pk=world.patient_a.pk)
+    DoseRecord.objects.filter(pk=world.dose_a.pk).update(lot_number="LOT-2")
+    changed = _revisions(world.patient_a)[0]
+    stale.save()
+    assert _revisions(world.patient_a)[0] == changed
 
 
 @pytest.mark.postgres
