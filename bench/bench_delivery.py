@@ -20,8 +20,8 @@ References, in the same run, against the same servers:
   from the same rendered subject/text/HTML with the standard library, with the same headers and
   8-bit bodies as ours (To, Message-ID, key and a fresh MIME boundary swapped in per message: the
   same size and 40 lines as ours), ``sendmail`` each. The loopback server advertises PIPELINING
-  (RFC 2920), as production relays do: ours sends MAIL, RCPT and DATA in one write (two round
-  trips a message); smtplib never pipelines (four);
+  (RFC 2920), as production relays do: ours sends the content of message n and the MAIL, RCPT
+  and DATA of message n+1 in one write (one round trip a message); smtplib never pipelines (four);
 - push: the same number of pushes with ``http_ece`` (a fresh ECDH key per message, as RFC 8291
   requires) on one keep-alive urllib3 connection, the VAPID header signed once. Ours encrypts with
   its own RFC 8291 code (http_ece's bytes, tested) and posts with its own HTTP/1.1 client

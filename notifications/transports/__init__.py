@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .apns import ApnsTransport
-from .base import Envelope, Transport, TransportError
+from .base import Envelope, Outcome, Transport, TransportError
 from .email import EmailTransport
 from .fcm import FcmTransport
 from .webpush import WebPushTransport
@@ -21,4 +21,4 @@ def transport_for(channel: str) -> Transport:
     return TRANSPORTS[channel]()
 
 
-__all__ = ["TRANSPORTS", "Envelope", "Transport", "TransportError", "transport_for"]
+__all__ = ["TRANSPORTS", "Envelope", "Outcome", "Transport", "TransportError", "transport_for"]

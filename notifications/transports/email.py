@@ -3,8 +3,10 @@
 One SMTP session per process, kept between batches (``_take_kept``). With Django's SMTP
 backend a text + HTML message is written by ``mime_bytes`` (the bytes Django would write,
 without its per-header cost) in ``prepare``, on the delivering thread, and goes straight to the
-open session from the sender thread, in two round trips when the server advertises PIPELINING
-(``pipelined_sendmail``); any other backend, or any other message, takes Django's own path.
+open session from the sender thread. When the server advertises PIPELINING (RFC 2920) a message
+takes one write (``prepare_chained``: its envelope goes with the end of the message before it,
+whose acceptance is read in the same group of replies), or two alone (``pipelined_sendmail``);
+any other backend, or any other message, takes Django's own path.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import re
 import smtplib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from email.policy import compat32
 from email.utils import formatdate
@@ -29,7 +30,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 from django.core.mail.message import forbid_multi_line_headers, sanitize_address
 
-from .base import Envelope, Transport, TransportError
+from .base import Envelope, Outcome, Transport, TransportError
 
 
 class EmailTransport(Transport):
@@ -73,7 +74,7 @@ class EmailTransport(Transport):
         """The message and its bytes, built here; the SMTP dialogue, in the call."""
         return functools.partial(self._send, *self._build(message))
 
-    def prepare_chained(self, message: Envelope) -> Callable[[Future[str]], None]:
+    def prepare_chained(self, message: Envelope) -> Callable[[Outcome], None]:
         """The message, its bytes and its dot-stuffed content, built here; the call sends its envelope
         after the content of the message before it, in one write, when the server pipelines."""
         email, raw, to, message_id = self._build(message)
@@ -121,7 +122,7 @@ class EmailTransport(Transport):
         to: str | None,
         message_id: str,
         content: bytes | None,
-        future: Future[str],
+        outcome: Outcome,
     ) -> None:
         """On the sender thread: the end of the pending message and this one's envelope in one write.
 
@@ -136,7 +137,7 @@ class EmailTransport(Transport):
         try:
             smtp = self._pipelining_session(raw, to)
             if smtp is None or raw is None or to is None or content is None or self.sender is None:
-                future.set_result(self._send(email, raw, to, message_id))  # flushes first
+                outcome.set_result(self._send(email, raw, to, message_id))  # flushes first
                 return
             commands = envelope_commands(smtp, self.sender, to, len(raw))
             previous, self.pending = self.pending, None
@@ -146,15 +147,15 @@ class EmailTransport(Transport):
                 if not self._settle(smtp, settled):
                     raise smtplib.SMTPServerDisconnected("the server closed the session (421)")
             read_envelope_replies(smtp, self.sender, to)
-            self.pending = _Pending(content, future, message_id)
+            self.pending = _Pending(content, outcome, message_id)
         except TransportError as exc:
-            _fail(exc, previous, future)
+            _fail(exc, previous, outcome)
         except (smtplib.SMTPException, OSError) as exc:
             error = transport_error(exc)
-            _fail(error, previous, future)
+            _fail(error, previous, outcome)
             self._reset()
         except BaseException as exc:
-            _fail(exc, previous, future)
+            _fail(exc, previous, outcome)
             raise
 
     def _pipelining_session(self, raw: bytes | None, to: str | None) -> smtplib.SMTP | None:
@@ -179,9 +180,9 @@ class EmailTransport(Transport):
             _fail(transport_error(exc) if isinstance(exc, smtplib.SMTPException | OSError) else exc, pending)
             raise
         if code == 250:
-            pending.future.set_result(pending.message_id)
+            pending.outcome.set_result(pending.message_id)
             return True
-        pending.future.set_exception(transport_error(smtplib.SMTPDataError(code, text)))
+        pending.outcome.set_exception(transport_error(smtplib.SMTPDataError(code, text)))
         if code == 421:
             smtp.close()
             return False
@@ -196,7 +197,7 @@ class EmailTransport(Transport):
         try:
             smtp = self.connection.connection
             smtp.send(pending.content + b".\r\n")
-            if self._settle(smtp, pending) and not pending.future.exception():
+            if self._settle(smtp, pending) and not pending.outcome.exception():
                 return
         except (smtplib.SMTPException, OSError) as exc:
             _fail(transport_error(exc), pending)
@@ -224,16 +225,16 @@ class _Pending:
     """A message whose DATA the server answered with 354: its content is still to go."""
 
     content: bytes  # dot-stuffed, ending with CRLF, without the final dot
-    future: Future[str]
+    outcome: Outcome
     message_id: str
 
 
-def _fail(error: BaseException, *messages: _Pending | Future[str] | None) -> None:
+def _fail(error: BaseException, *messages: _Pending | Outcome | None) -> None:
     """Fail every message of ``messages`` not settled yet (a message is settled once, by whoever comes first)."""
     for message in messages:
-        future = message.future if isinstance(message, _Pending) else message
-        if future is not None and not future.done():
-            future.set_exception(error)
+        outcome = message.outcome if isinstance(message, _Pending) else message
+        if outcome is not None and not outcome.done():
+            outcome.set_exception(error)
 
 
 def transport_error(exc: BaseException) -> TransportError:

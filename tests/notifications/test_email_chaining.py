@@ -11,7 +11,6 @@ import smtplib
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import time_machine
 
 from notifications import delivery
 from notifications.models import OutboxMessage, OutboxState
-from notifications.transports import Envelope, TransportError
+from notifications.transports import Envelope, Outcome, TransportError
 from notifications.transports.email import EmailTransport
 from tests.e2e.servers.smtp import SmtpServer
 from tests.notifications.conftest import paris
@@ -57,8 +56,8 @@ class _Writes:
         smtp.send = counting
 
 
-def _chain(transport: EmailTransport, n: int, to: str = "") -> Future[str]:
-    future: Future[str] = Future()
+def _chain(transport: EmailTransport, n: int, to: str = "") -> Outcome:
+    future: Outcome = Outcome()
     transport.prepare_chained(_envelope(n, to))(future)
     return future
 
@@ -274,7 +273,7 @@ def test_an_unusual_message_goes_through_django_after_the_pending_one(
 ) -> None:
     first = _chain(transport, 1)
     long_line = Envelope(key=f"{2:064d}", channel="email", to="p2@example.org", language="fr", text="x" * 1200)
-    odd: Future[str] = Future()
+    odd: Outcome = Outcome()
     transport.prepare_chained(long_line)(odd)  # a line over 998 bytes: Django builds and sends it
     assert first.result(timeout=0) == _message_id(1) and odd.result(timeout=0) == _message_id(2)
     assert [m["message_id"] for m in use_smtp.messages] == [_message_id(1), _message_id(2)]
