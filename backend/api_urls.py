@@ -14,6 +14,9 @@ from patients import api as patients_api
 from scheduling import api as scheduling_api
 
 urlpatterns = [
+    # The app's polled reads first: each request tries the patterns in order (backend/polled.py).
+    path("me/booklet", patients_api.MeBookletView.as_view(), name="api-me-booklet"),
+    path("me/plan", scheduling_api.MePlanView.as_view(), name="api-me-plan"),
     # Authentication: JWT for the app, the session for staff pages.
     path("auth/token", auth.TokenObtainView.as_view(), name="api-token"),
     path("auth/token/refresh", auth.TokenRefreshView.as_view(), name="api-token-refresh"),
@@ -25,8 +28,6 @@ urlpatterns = [
     path("auth/session/logout", auth.SessionLogoutView.as_view(), name="api-session-logout"),
     # The patient's own data.
     path("me", patients_api.MeView.as_view(), name="api-me"),
-    path("me/booklet", patients_api.MeBookletView.as_view(), name="api-me-booklet"),
-    path("me/plan", scheduling_api.MePlanView.as_view(), name="api-me-plan"),
     path("me/vitamin-d-doses", patients_api.MeVitaminDView.as_view(), name="api-me-vitamin-d"),
     path("me/devices", notifications_api.MeDevicesView.as_view(), name="api-me-devices"),
     path("me/devices/<str:id>", notifications_api.MeDeviceView.as_view(), name="api-me-device"),
