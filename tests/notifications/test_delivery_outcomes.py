@@ -97,39 +97,41 @@ def test_sent_marks_go_two_to_a_statement_and_at_most_in_flight_wait(
 ) -> None:
     from notifications.transports.email import EmailTransport
 
-    events: list[tuple[str, list[str]]] = []  # ("send" | "accepted" | "marks", row keys), in order
-    write_many, send = delivery._Outcomes.write_many, EmailTransport._send
+    # ("send" | "marks", row keys, the keys the SMTP server had accepted then), in order
+    events: list[tuple[str, list[str], frozenset[str]]] = []
+    write_many, send = delivery._Outcomes.write_many, EmailTransport._send_chained
+
+    def server_accepted() -> frozenset[str]:
+        with use_smtp.lock:
+            return frozenset(str(m["key"]) for m in use_smtp.messages)
 
     def recording_write_many(self: Any, token: str, outcomes: list[Any]) -> None:
-        events.append(("marks", [row.key for row, _done, _values in outcomes]))
+        events.append(("marks", [row.key for row, _done, _values in outcomes], server_accepted()))
         write_many(self, token, outcomes)
 
-    def recording_send(self: Any, email: Any, *args: Any) -> str:
-        key = email.extra_headers["X-Carnet-Key"]
-        events.append(("send", [key]))
-        provider_id = send(self, email, *args)
-        events.append(("accepted", [key]))
-        return provider_id
+    def recording_send(self: Any, email: Any, *args: Any) -> None:  # sends the end of the message before it too
+        events.append(("send", [email.extra_headers["X-Carnet-Key"]], server_accepted()))
+        send(self, email, *args)
 
     monkeypatch.setattr(delivery._Outcomes, "write_many", recording_write_many)
-    monkeypatch.setattr(EmailTransport, "_send", recording_send)
+    monkeypatch.setattr(EmailTransport, "_send_chained", recording_send)
     with time_machine.travel(paris("2026-02-10", 10), tick=False):
         token, rows = delivery.outbox_claim(limit=10)
         stats = delivery.outbox_deliver(token, rows)
     assert stats.sent == 8 and use_smtp.count == 8 and use_smtp.duplicates() == 0
-    marks = [keys for what, keys in events if what == "marks"]
+    marks = [keys for what, keys, _ in events if what == "marks"]
     assert [len(keys) for keys in marks] == [2, 2, 2, 2]  # one statement, one commit, for two messages
-    accepted: set[str] = set()
     marked: set[str] = set()
-    for what, keys in events:
+    for what, keys, accepted in events:
         if what == "send":
-            # When a message goes out, at most two accepted ones wait for their marks: with it, IN_FLIGHT.
+            # When a message goes out (with the end of the one before it, which the server may accept),
+            # at most two accepted ones wait for their marks: with it, IN_FLIGHT.
             assert len(accepted - marked) <= delivery.IN_FLIGHT - 1 == 2, (keys, accepted - marked)
-        elif what == "accepted":
-            accepted.update(keys)
         else:
             assert set(keys) <= accepted  # marked once its server accepted it, not before
+            assert len(accepted - marked) <= delivery.IN_FLIGHT == 3, (keys, accepted - marked)
             marked.update(keys)
+    accepted = server_accepted()
     assert accepted == marked == set(OutboxMessage.objects.values_list("key", flat=True))
     sent = OutboxMessage.objects.filter(state=OutboxState.SENT)
     assert sent.count() == 8
