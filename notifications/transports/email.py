@@ -249,7 +249,7 @@ def transport_error(exc: BaseException) -> TransportError:
     return TransportError(f"SMTP unavailable: {exc}")
 
 
-# --- one message in two round trips -----------------------------------------------------------
+# --- the pipelined dialogue (RFC 2920) ---------------------------------------------------------
 
 CRLF = "\r\n"
 LEADING_DOT = re.compile(rb"(?m)^\.")
