@@ -30,6 +30,25 @@ _renderer = JSONRenderer()
 # Plain data (str, int, bool, None, lists, dicts) as DRF's JSONRenderer writes it: UTF-8, compact.
 json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
+
+def json_object_sql(pairs: list[tuple[str, str]], *, json_values: bool = False) -> str:
+    """SQL whose value is the compact JSON text of an object (as ``json_text`` writes it) from
+    (name, SQL value) pairs, a SQL NULL as ``null``; with ``json_values``, the values are JSON
+    text already. Names are the code's own (serializer fields), never input.
+
+    Each value is ``to_json`` (PostgreSQL's JSON of its type, as ``json_build_object`` writes it)
+    between constant keys, joined by one ``concat``. ``json_build_object`` writes
+    ``{"id" : …, "kind" : …}``: about 10 % more bytes (a ten-year booklet: 73 KB against 66 KB)
+    for the same statement time (alternated: 5.5 and 5.2 ms, within noise).
+    """
+    parts: list[str] = []
+    for index, (name, value) in enumerate(pairs):
+        key = ("{" if index == 0 else ",") + json_text(name) + ":"
+        text = value if json_values else f"COALESCE(to_json({value})::text, 'null')"
+        parts += ["'" + key.replace("'", "''") + "'", text]
+    return f"concat({', '.join(parts)}, '}}')" if parts else "'{}'"
+
+
 # For the schema of a conditional GET.
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",

@@ -21,6 +21,7 @@ from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
 from backend.auth_query import AtAuth, read_at_auth
+from backend.conditional import json_object_sql
 from backend.prepared import Prepared
 from patients.models import (
     CareTeam,
@@ -607,6 +608,7 @@ def booklet_data(patient: Patient) -> dict[str, Any]:
 # fields; tests/api/test_plan_booklet_reads.py compares both), and Python only passes the bytes
 # on. Instants are written as Python's isoformat in the current time zone, as DRF renders them
 # (``carnet_isoformat``, patients/migrations/0002_sql_isoformat.py).
+# The text is compact, the very bytes DRF's renderer writes (``backend.conditional.json_object_sql``).
 
 
 _COMPUTED_SQL = {
@@ -618,7 +620,7 @@ _COMPUTED_SQL = {
 
 def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str:  # type: ignore[type-arg]
     # Table and column names come from the models' metadata, never from input.
-    pairs: list[str] = []
+    pairs: list[tuple[str, str]] = []
     joins: list[str] = []
     for name, field in serializer_class().fields.items():
         if name in _COMPUTED_SQL:
@@ -638,14 +640,14 @@ def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str
                 value = f"carnet_isoformat({value}, p.zone)"
             elif isinstance(field, serializers.DecimalField):
                 value = f"round({value}, {field.decimal_places})::text"
-        pairs.append(f"'{name}', {value}")
+        pairs.append((name, value))
     order = ", ".join(
         f"t.{model._meta.get_field(key.lstrip('-')).column}{' DESC' if key.startswith('-') else ''}"
         for key in model._meta.ordering
     )
-    rows = f"json_agg(json_build_object({', '.join(pairs)}) ORDER BY {order}, t.id DESC)"
+    rows = f"string_agg({json_object_sql(pairs)}, ',' ORDER BY {order}, t.id DESC)"
     table = f"{model._meta.db_table} t{''.join(joins)}"
-    return f"(SELECT COALESCE({rows}, '[]'::json) FROM {table} WHERE t.patient_id = p.id)"  # noqa: S608
+    return f"(SELECT '[' || COALESCE({rows}, '') || ']' FROM {table} WHERE t.patient_id = p.id)"  # noqa: S608
 
 
 _BOOKLET_SERIALIZERS = {
@@ -655,8 +657,9 @@ _BOOKLET_SERIALIZERS = {
     "dental_events": DentalEventSerializer,
     "comedications": ComedicationSerializer,
 }
-_LISTS_SQL = ", ".join(
-    f"'{name}', {_list_sql(_BOOKLET[name][0], serializer)}" for name, serializer in _BOOKLET_SERIALIZERS.items()
+_BODY_SQL = json_object_sql(
+    [(name, _list_sql(_BOOKLET[name][0], serializer)) for name, serializer in _BOOKLET_SERIALIZERS.items()],
+    json_values=True,
 )
 # The booklet's revision: ``patients_patient.booklet_revision``, a number that triggers on the five
 # booklet tables change on every insert, update or delete of one of the patient's rows, whoever
@@ -664,14 +667,12 @@ _LISTS_SQL = ", ".join(
 # Reading it is reading the patient's row: the token's auth query does, so a booklet 304 is that
 # one statement, as the plan's. Not a model field: only the triggers write it.
 _REVISION_SQL = "p.booklet_revision"
-BOOKLET_SQL = (
-    f"SELECT json_build_object({_LISTS_SQL})::text"  # noqa: S608  # the models' metadata only
-    " FROM (SELECT id, public_id, booklet_revision, %s::text AS zone FROM patients_patient WHERE id = %s) p"
-)
+_PATIENT_SQL = "(SELECT id, public_id, booklet_revision, %s::text AS zone FROM patients_patient WHERE id = %s) p"
+BOOKLET_SQL = f"SELECT {_BODY_SQL} FROM {_PATIENT_SQL}"  # noqa: S608  # the models' metadata only
 # The body and its revision read by one statement, in one snapshot: the ETag names that body.
 _BOOKLET_STATEMENT = Prepared(
     "carnet_booklet",
-    BOOKLET_SQL.replace("::text FROM (SELECT id,", f"::text, {_REVISION_SQL} FROM (SELECT id,", 1),
+    f"SELECT {_BODY_SQL}, {_REVISION_SQL} FROM {_PATIENT_SQL}",  # noqa: S608  # the models' metadata only
     ("text", "bigint"),
 )
 BOOKLET_REVISION_SQL = f"SELECT {_REVISION_SQL} FROM patients_patient p WHERE p.id = %s"  # noqa: S608  # constant

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from backend.conditional import json_text
+from backend.conditional import json_object_sql, json_text
 from backend.prepared import Prepared
 from scheduling.models import OPEN_STATUSES, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
@@ -215,18 +215,34 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
 # most often both empty, and ``version``. Same fields, same order, same values as ``open_items``
 # (tests/api/test_plan_booklet_reads.py compares both with ``PlanItemSerializer``).
 
+_ITEM_JSON = json_object_sql(
+    [
+        ("id", "i.public_id"),
+        ("kind", "i.kind"),
+        ("protocol", "i.protocol"),
+        ("product", "i.product"),
+        ("dose_mg", "round(i.dose_mg, 1)::text"),
+        ("phase", "i.phase"),
+        ("ordinal", "i.ordinal"),
+        ("rule", "i.rule"),
+        ("course", "c.public_id"),
+        ("due", "i.due"),
+        ("window_start", "i.window_start"),
+        ("window_end", "i.window_end"),
+        ("reminder_on", "i.reminder_on"),
+        ("status", "i.status"),
+        ("level", "i.level"),
+        ("days_late", "i.days_late"),
+        ("escalation", "i.escalation"),
+        ("blocked_by", "i.blocked_by"),
+    ]
+)
 _OPEN_ITEMS_SQL = """
-SELECT json_build_object(
-    'id', i.public_id, 'kind', i.kind, 'protocol', i.protocol, 'product', i.product,
-    'dose_mg', round(i.dose_mg, 1)::text, 'phase', i.phase, 'ordinal', i.ordinal, 'rule', i.rule,
-    'course', c.public_id, 'due', i.due, 'window_start', i.window_start, 'window_end', i.window_end,
-    'reminder_on', i.reminder_on, 'status', i.status, 'level', i.level, 'days_late', i.days_late,
-    'escalation', i.escalation, 'blocked_by', i.blocked_by
-)::text, i.flags::text, i.blocked_by::text, i.version
+SELECT {item}, i.flags::text, i.blocked_by::text, i.version
 FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.course_id
 WHERE i.patient_id = %s AND i.closed_at IS NULL AND i.status IN ({open})
 ORDER BY i.due, i.kind, i.id
-""".format(open=", ".join(f"'{status}'" for status in OPEN_STATUSES))  # the code's constants
+""".format(item=_ITEM_JSON, open=", ".join(f"'{status}'" for status in OPEN_STATUSES))  # the code's constants
 _OPEN_ITEMS = Prepared("carnet_open_items", _OPEN_ITEMS_SQL, ("bigint",))
 
 
@@ -245,5 +261,5 @@ def open_items_json(patient_id: int, *, lang: str) -> str:
             stored = json.loads(flags_text)
             blocks = json_text(blocks_out(json.loads(blocked_text), stored, lang))
             flags = json_text([flag_out(f, lang) for f in stored if isinstance(f, dict)])
-        out.append(f'{head[:-1]}, "blocks" : {blocks}, "flags" : {flags}, "version" : {int(version)}}}')
+        out.append(f'{head[:-1]},"blocks":{blocks},"flags":{flags},"version":{int(version)}}}')
     return "[" + ",".join(out) + "]"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.renderers import JSONRenderer
 
 from tests.api.conftest import World, day_ago, days_ago
 
@@ -35,7 +36,8 @@ def test_booklet_is_what_the_model_serializers_render(world: World) -> None:
         patient=world.patient_a, name="methotrexate", drug_class="immunosuppressant", start_date=day_ago(50), by=nurse
     )
     services.course_start(patient=world.patient_a, protocol="vitamin_d_50000iu", start_date=day_ago(3), by=nurse)
-    body = world.client("patient_a").get("/api/v1/me/booklet").json()
+    response = world.client("patient_a").get("/api/v1/me/booklet")
+    body = response.json()
     patient = world.patient_a
     expected = {
         "courses": CourseSerializer(TreatmentCourse.objects.filter(patient=patient), many=True).data,
@@ -50,6 +52,8 @@ def test_booklet_is_what_the_model_serializers_render(world: World) -> None:
         assert _by_id(body[name]) == _by_id(rows), name
         assert list(body[name][0]) == list(rows[0]), name  # same keys, same order
     assert body == booklet_data(patient)
+    # The very bytes DRF's renderer writes (PostgreSQL writes them compact too: no "id" : …).
+    assert response.content == JSONRenderer().render(booklet_data(patient))
     assert any(lab["voided"] and lab["void_reason"] == "haemolysed sample" for lab in body["labs"])
     assert {c["active"] for c in body["courses"]} == {True}
 
@@ -61,9 +65,11 @@ def test_plan_items_are_what_the_plan_serializer_renders(world: World) -> None:
     items = PlanItem.objects.filter(patient=world.patient_a, closed_at__isnull=True, status__in=OPEN_STATUSES)
     items = items.select_related("course").order_by("due", "kind", "pk")
     for lang in ("en", "fr"):
-        body = world.client("patient_a").get("/api/v1/me/plan", HTTP_ACCEPT_LANGUAGE=lang).json()
+        response = world.client("patient_a").get("/api/v1/me/plan", HTTP_ACCEPT_LANGUAGE=lang)
+        body = response.json()
         expected = PlanItemSerializer(items, many=True, context={"lang": lang}).data
         assert body["items"] == [dict(item) for item in expected]
+        assert b'" : ' not in response.content  # compact, as DRF writes it
         assert len(body["items"]) >= 2 and any(i["blocks"] or i["flags"] for i in body["items"])
 
 
