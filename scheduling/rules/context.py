@@ -26,6 +26,33 @@ def _given_on(d: Dose) -> date:
     return d.given_on
 
 
+# (table, family, protocol, indication) -> the ids of the table's protocols that answer them. The
+# table is one object per rules configuration (``protocols(config)``), kept with its answers so
+# an id reused by another table cannot match.
+_ids_found: dict[tuple[int, str | None, str | None, str | None], tuple[Mapping[str, Protocol], frozenset[str]]] = {}
+
+
+def _protocol_ids(
+    table: Mapping[str, Protocol], family: str | None, protocol: str | None, indication: str | None
+) -> frozenset[str]:
+    """The protocol ids ``doses_where`` keeps: known to ``table`` and matching every filter given."""
+    question = (id(table), family, protocol, indication)
+    found = _ids_found.get(question)
+    if found is not None and found[0] is table:
+        return found[1]
+    ids = frozenset(
+        key
+        for key, p in table.items()
+        if (family is None or p.family == family)
+        and (protocol is None or p.id == protocol)
+        and (indication is None or p.indication == indication)
+    )
+    if len(_ids_found) > 256:  # a long-lived process that saw many configurations
+        _ids_found.clear()
+    _ids_found[question] = (table, ids)
+    return ids
+
+
 def assign_courses(facts: PlanInput) -> dict[str, str | None]:
     """Dose key -> course key: the dose's own ``course_key``, else the latest course of the same
     protocol that started on or before the dose; consolidation doses without a course stay None."""
@@ -95,21 +122,11 @@ class Context:
     def _doses_where(
         self, family: str | None, protocol: str | None, indication: str | None, before: date | None
     ) -> tuple[Dose, ...]:
-        found = []
-        for d in self.doses:
-            p = self.table.get(d.protocol)
-            if p is None:
-                continue
-            if family is not None and p.family != family:
-                continue
-            if protocol is not None and p.id != protocol:
-                continue
-            if indication is not None and p.indication != indication:
-                continue
-            if before is not None and d.given_on >= before:
-                continue
-            found.append(d)
-        return tuple(found)
+        ids = _protocol_ids(self.table, family, protocol, indication)
+        doses = self.doses
+        if before is not None:
+            doses = doses[: bisect_left(doses, before, key=_given_on)]
+        return tuple([d for d in doses if d.protocol in ids])
 
     def switch_date(self, course: Course) -> date | None:
         """DUP-01: the date an osteoporosis denosumab course was superseded by an oncology one."""

@@ -16,7 +16,7 @@ from .calendar import add_days, add_months
 from .context import Context
 from .facts import Course, Dose
 from .flags import Flag, make_flag
-from .items import PlanItem, Timing, make_item, timing_of
+from .items import PlanItem, Timing, item_at, make_item, timing_of
 from .labs import CTX_EARLY_SECOND_ZOL_NG_ML, crcl_on, to_canonical, zoledronic_dose_mg
 from .protocols import (
     ALENDRONATE,
@@ -120,22 +120,12 @@ def _project(
         if i > 0 and due > ctx.horizon_end:
             break
         ordinal = done + i + 1
-        items.append(
-            make_item(
-                key=f"injection:{course.key}:{ordinal}",
-                kind="injection",
-                due=due,
-                today=ctx.today,
-                timing=timing,
-                rule=p.rule,
-                protocol=p.id,
-                course_key=course.key,
-                ordinal=ordinal,
-                dose_mg=dose_mg,
-                product=p.product,
-                notification_offsets=p.notification_offsets,
-            )
-        )
+        key = f"injection:{course.key}:{ordinal}"
+        item = item_at(
+            key, "injection", due, ctx.today, timing, p.rule, p.id, course.key, ordinal, dose_mg, p.product, None,
+            p.notification_offsets,
+        )  # fmt: skip
+        items.append(item)
     return items
 
 
@@ -366,19 +356,8 @@ def _check(
     reminder, before, after = window
     ordinal = 1 if ordinal is None else ordinal  # every item has a sequence number in its series
     timing = timing_of(reminder, before, after, True, CHECK_LADDER)
-    return make_item(
-        key=key,
-        kind=kind,
-        due=due,
-        today=ctx.today,
-        timing=timing,
-        rule=rule,
-        course_key=course_key,
-        protocol=protocol,
-        phase=phase,
-        ordinal=ordinal,
-        notification_offsets=(-reminder, 0) if reminder else (0,),
-    )
+    offsets = (-reminder, 0) if reminder else (0,)
+    return item_at(key, kind, due, ctx.today, timing, rule, protocol, course_key, ordinal, None, None, phase, offsets)
 
 
 def _relevant(items: list[PlanItem], today: date) -> list[PlanItem]:

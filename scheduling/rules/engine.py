@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date
+from operator import attrgetter
 
 from .config import RulesConfig
 from .context import Context
@@ -23,7 +24,7 @@ from .facts import PlanInput
 from .flags import SEVERITY_ORDER, Flag
 from .followups import calcium_checks, dental_visits, plan_vitamin_d, pre_dose_calcium, reevaluations
 from .gates import evaluate_gates, gates_in_context
-from .items import Plan, PlanItem
+from .items import ACTIONABLE, Plan, PlanItem
 from .labs import summarise
 from .patient_flags import patient_flags
 from .protocols import VITD
@@ -31,6 +32,17 @@ from .protocols import VITD
 __all__ = ["Plan", "PlanItem", "compute_plan", "evaluate_gates"]
 
 _ADMINISTRATIONS = ("injection", "consolidation", "vitamin_d_dose")
+_PARENTERAL_KINDS = ("injection", "consolidation")
+# A plan's items in (due, key) order, the key read in C.
+_plan_order = attrgetter("due", "key")
+
+
+def _actionable(status: str) -> bool:
+    """``PlanItem.actionable`` on a status: window open, due, overdue or blocked."""
+    return status in _ACTIONABLE_STATUSES or status.startswith("overdue")
+
+
+_ACTIONABLE_STATUSES = frozenset((*ACTIONABLE, "blocked"))
 
 
 def compute_plan(facts: PlanInput, *, today: date, config: RulesConfig) -> Plan:
@@ -45,11 +57,17 @@ def compute_plan(facts: PlanInput, *, today: date, config: RulesConfig) -> Plan:
         if course.protocol == VITD:
             plan_vitamin_d(ctx, course, out)
     # CA-05 / OP-02: pre-dose calcium for the next administration of each parenteral course.
+    table = ctx.table
     nexts: dict[tuple[str | None, str], PlanItem] = {}
-    for item in sorted(out.items, key=lambda i: (i.due, i.key)):
-        parenteral = item.protocol is not None and ctx.table[item.protocol].parenteral_antiresorptive
-        if item.kind in ("injection", "consolidation") and parenteral:
-            nexts.setdefault((item.course_key, item.kind), item)
+    parenteral = [
+        item
+        for item in out.items
+        if item.kind in _PARENTERAL_KINDS
+        and item.protocol is not None
+        and table[item.protocol].parenteral_antiresorptive
+    ]
+    for item in sorted(parenteral, key=_plan_order):
+        nexts.setdefault((item.course_key, item.kind), item)
     for item in nexts.values():
         check = pre_dose_calcium(ctx, item)
         if check is not None:
@@ -61,7 +79,7 @@ def compute_plan(facts: PlanInput, *, today: date, config: RulesConfig) -> Plan:
     items: list[PlanItem] = []
     flags: list[Flag] = list(out.flags)
     for item in out.items:
-        if item.kind in _ADMINISTRATIONS and item.protocol and item.actionable:
+        if item.kind in _ADMINISTRATIONS and item.protocol and _actionable(item.status):
             owner = None if item.kind == "consolidation" else ctx.course(item.course_key)
             first = None if item.kind == "injection" else False
             gated = gates_in_context(ctx, ctx.table[item.protocol], owner, today, subject=item.key, first=first)
@@ -74,7 +92,7 @@ def compute_plan(facts: PlanInput, *, today: date, config: RulesConfig) -> Plan:
                 item = replace(item, status=status, blocked_by=blockers)
         items.append(item)
     return Plan(
-        items=tuple(sorted(items, key=lambda i: (i.due, i.key))),
+        items=tuple(sorted(items, key=_plan_order)),
         flags=_finalise(flags),
         labs=summarise(facts.patient, facts.labs, on=today, config=config),
     )

@@ -13,7 +13,7 @@ from .courses import CoursePlan, _check, _relevant
 from .facts import Course
 from .flags import make_flag
 from .gates import vitd_loading_end
-from .items import PlanItem, make_item, timing_of
+from .items import PlanItem, item_at, timing_of
 from .labs import latest, renal_for_denosumab, vitd_loading_doses, vitd_ng_ml
 from .protocols import DMAB_ONCO, DMAB_OP, VITD
 
@@ -115,27 +115,19 @@ def plan_vitamin_d(ctx: Context, course: Course, out: CoursePlan) -> None:
     given = len(doses)
     timing = timing_of(p.reminder_days, p.window_before_days, p.window_after_days, False, p.escalation)
     stopped = course.stop is not None and course.stop.date <= ctx.today
-    items: list[PlanItem] = []
+    # (ordinal, due, phase, rule) of each dose from the next one on; items only for those kept.
+    dues: list[tuple[int, date, str, str]] = []
+
+    today, key, dose_mg, product, offsets = ctx.today, course.key, p.dose_mg, p.product, p.notification_offsets
 
     def dose_item(ordinal: int, due: date, phase: str, rule: str) -> PlanItem:
-        return make_item(
-            key=f"vitamin_d_dose:{course.key}:{ordinal}",
-            kind="vitamin_d_dose",
-            due=due,
-            today=ctx.today,
-            timing=timing,
-            rule=rule,
-            protocol=VITD,
-            course_key=course.key,
-            ordinal=ordinal,
-            dose_mg=p.dose_mg,
-            product=p.product,
-            phase=phase,
-            notification_offsets=p.notification_offsets,
-        )
+        return item_at(
+            f"vitamin_d_dose:{key}:{ordinal}", "vitamin_d_dose", due, today, timing, rule, VITD, key, ordinal,
+            dose_mg, product, phase, offsets,
+        )  # fmt: skip
 
     for k in range(given, n_load):
-        items.append(dose_item(k + 1, add_days(course.start_date, 7 * k), "loading", "VITD-02"))
+        dues.append((k + 1, add_days(course.start_date, 7 * k), "loading", "VITD-02"))
     if n_load:
         anchor = doses[n_load - 1].given_on if given >= n_load else add_days(course.start_date, 7 * (n_load - 1))
         out.flags.append(
@@ -157,11 +149,11 @@ def plan_vitamin_d(ctx: Context, course: Course, out: CoursePlan) -> None:
         due = add_months(anchor, m + shift)
         if due > ctx.horizon_end:
             break
-        items.append(dose_item(n_load + m + 1, due, "maintenance", "VITD-03"))
+        dues.append((n_load + m + 1, due, "maintenance", "VITD-03"))
         m += 1
     out.flags.append(make_flag("VITD_MAINTENANCE", "VITD-03", "I", subject=course.key))
     if not stopped:
-        out.items += _relevant(items, ctx.today)
+        out.items += [dose_item(*planned) for planned in _relevant_dues(dues, ctx.today)]
     loading_end = vitd_loading_end(ctx, max(ctx.today, course.start_date))
     if level is not None and level < ctx.config.vitd_followup_below_ng_ml and loading_end:
         due = add_months(loading_end, ctx.config.vitd_followup_months)
@@ -171,6 +163,18 @@ def plan_vitamin_d(ctx: Context, course: Course, out: CoursePlan) -> None:
         if latest(ctx.facts.labs, "25ohd", on=ctx.today, since=item.window_start) is None:
             out.items.append(item)
             out.flags.append(make_flag("VITD_FOLLOWUP", "VITD-06", "I", subject=item.key, due=due))
+
+
+def _relevant_dues(dues: list[tuple[int, date, str, str]], today: date) -> list[tuple[int, date, str, str]]:
+    """``courses._relevant`` on (ordinal, due, …) before any item is made: the doses from today
+    on, plus only the latest one already past (older ones missed)."""
+    past = [d for d in dues if d[1] < today]
+    future = [d for d in dues if d[1] >= today]
+    return ([max(past, key=_due_of)] if past else []) + future
+
+
+def _due_of(planned: tuple[int, date, str, str]) -> date:
+    return planned[1]
 
 
 def dental_visits(ctx: Context, out: CoursePlan) -> None:

@@ -19,7 +19,7 @@ from .flags import Flag
 from .labs import LabSummary
 from .protocols import EscalationLevel
 
-__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "ladder_status", "make_item", "timing_of"]
+__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "item_at", "ladder_status", "make_item", "timing_of"]
 
 ACTIONABLE = ("window_open", "due")  # plus every overdue_Lk
 
@@ -164,10 +164,34 @@ def make_item(
     notification_offsets: tuple[int, ...] = (),
     until: date | None = None,
 ) -> PlanItem:
+    return item_at(
+        key, kind, due, today, timing, rule, protocol, course_key, ordinal, dose_mg, product, phase,
+        notification_offsets, until,
+    )  # fmt: skip
+
+
+def item_at(
+    key: str,
+    kind: str,
+    due: date,
+    today: date,
+    timing: Timing,
+    rule: str,
+    protocol: str | None,
+    course_key: str | None,
+    ordinal: int | None,
+    dose_mg: float | None,
+    product: str | None,
+    phase: str | None,
+    notification_offsets: tuple[int, ...],
+    until: date | None = None,
+) -> PlanItem:
+    """``make_item`` with positional arguments, for the loops that make an item per month or dose:
+    passing fourteen keywords costs more than the rest of the call."""
     status, level, late, severity, notify, window_start, window_end, reminder, escalation = _item_shape(
         today, due, timing
     )
-    # Positional, in field order: keyword passing costs more than the rest of this function.
+    # Positional, in field order.
     return PlanItem(
         key, kind, protocol, course_key, ordinal, dose_mg, product, phase, due, window_start, window_end,
         reminder, status, level, dict(escalation), rule, (), late, severity, notify, notification_offsets, until,
