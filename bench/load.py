@@ -412,6 +412,7 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     the outbox's audit (history) rows of "planned" are not written. ``bench_replan`` checks the
     result: re-planning loaded patients with the production path writes nothing.
     """
+    from backend.bulk import rows_update
     from notifications import services as outbox
     from notifications.models import OutboxMessage
     from patients.models import Patient
@@ -456,11 +457,8 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     plan_states_sync(plans, result=result, now=moment)
     # The digest a sync stores with the plan (plans_sync_batch): re-planning these patients
     # with unchanged facts then reads none of their items.
-    PlanState.objects.bulk_update(
-        [PlanState(patient_id=pid, digest=plan_digest(plan, config)) for pid, plan in plans.items()],
-        ["digest"],
-        batch_size=1000,
-    )
+    states = [PlanState(patient_id=pid, digest=plan_digest(plan, config)) for pid, plan in plans.items()]
+    rows_update(states, ["digest"])
     for pid, plan in plans.items():
         out[pid]["flags"] = [flag_json(f) for f in plan.flags if f.subject is None]
     ctx = outbox._load([p.pk for p in patients])
@@ -468,8 +466,7 @@ def _plans_write(cursor: Any, ids: list[int], moment: datetime) -> dict[int, dic
     rows = []
     for key in sorted(creatable):
         row = dict(desired[key].fields)
-        item, escalation = row.pop("plan_item"), row.pop("escalation")
-        row["plan_item_id"] = item.pk if item is not None else None
+        escalation = row.pop("escalation")
         row["escalation_id"] = escalation.pk if escalation is not None else None
         row["created_at"] = row["updated_at"] = moment
         rows.append(row)

@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from backend.bulk import rows_update
 from backend.errors import CarnetError
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
@@ -128,9 +129,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     if changed:
         _plans_store(changed, plans, inputs, result, moment, today_by_patient)
         # Every changed plan has its state row now (plan_states_sync creates missing ones).
-        PlanState.objects.bulk_update(
-            [PlanState(patient_id=p.pk, digest=digests[p.pk]) for p in changed], ["digest"], batch_size=1000
-        )
+        rows_update([PlanState(patient_id=p.pk, digest=digests[p.pk]) for p in changed], ["digest"])
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
 
     if outbox == "all":
@@ -183,8 +182,8 @@ def _plans_store(
     to_create: list[PlanItem] = []
     to_update: list[PlanItem] = []
     fingerprinted: list[PlanItem] = []  # values unchanged, only the fingerprint to store
-    # Only the columns some row changed are written: Django's bulk_update sends one CASE per
-    # column, so a nightly status shift should not rewrite dates, keys and flags.
+    # Only the columns some row changed are written: a nightly status shift should not rewrite
+    # dates, keys and flags (one array per column on PostgreSQL, one CASE per column elsewhere).
     columns: set[str] = {"fingerprint", "updated_at"}
     for patient in patients:
         rows = stored[patient.pk]
@@ -235,9 +234,9 @@ def _plans_store(
     if to_create:
         PlanItem.objects.bulk_create(to_create, batch_size=1000)
     if to_update:
-        PlanItem.objects.bulk_update(to_update, sorted(columns), batch_size=1000)
+        rows_update(to_update, sorted(columns))
     if fingerprinted:
-        PlanItem.objects.bulk_update(fingerprinted, ["fingerprint"], batch_size=1000)
+        rows_update(fingerprinted, ["fingerprint"])
     if result.closed:
         from scheduling.appointments import appointments_close_for_items
 
@@ -634,11 +633,13 @@ def plans_rebuild(
     progress: bool = False,
     batch_size: int = 500,
     outbox: str = "changed",
+    now: datetime | None = None,
 ) -> int:
     """Re-plan many patients in batches (demo data, the nightly pass, benchmarks).
 
     By default only the patients whose plan changed have their outbox re-synced (see
     ``plans_sync_batch``); ``outbox="all"`` re-syncs everyone's, e.g. after a policy change.
+    ``now`` is the instant planned for (default: now).
     """
     ids = (
         list(patient_ids)
@@ -658,7 +659,7 @@ def plans_rebuild(
                 "pk", "timezone", "birth_date", "sex", "weight_kg", "dialysis", "risk_factors", "predispositions"
             )
         )
-        plans_sync_batch(batch, outbox=outbox)
+        plans_sync_batch(batch, outbox=outbox, now=now)
         done += len(batch)
         if bar is not None:
             bar.update(len(batch))

@@ -36,7 +36,7 @@ def loaded() -> dict[str, int]:
 def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatch) -> None:
     from notifications.models import OutboxMessage
     from patients.models import DoseRecord, Patient
-    from scheduling.models import PlanItem
+    from scheduling.models import PlanItem, PlanState
 
     # The loader: every patient, years of doses each, plans and reminders built by the services.
     assert loaded["patients"] == PATIENTS == Patient.objects.count()
@@ -55,10 +55,14 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
         assert cursor.fetchone()[0] >= 8
 
     figures: list[Figure] = []
-    replan = bench_replan.run(sample=100, runs=1)
+    revisions = dict(PlanState.objects.values_list("patient_id", "revision"))
+    replan = bench_replan.run(sample=100, runs=1, next_day_sample=100)
     assert replan[0].extra["plan_inputs_ms_per_patient"] > 0
     # The loaded plans are what the production path computes: re-planning them writes no row.
     assert replan[0].extra["first_pass_write_statements"] == 0
+    # Tomorrow, overdue items are a day later: plans change and are written, then rolled back.
+    assert replan[2].extra["plans_changed"] > 0 and replan[2].extra["write_statements"] > 0
+    assert dict(PlanState.objects.values_list("patient_id", "revision")) == revisions
     figures += replan
     escalation = bench_escalation.run(runs=1)
     assert escalation[0].extra["overdue_items"] == sum(escalation[0].extra["by_step"].values())

@@ -1,0 +1,149 @@
+"""``backend.bulk.rows_update`` stores what Django's ``bulk_update`` stores, in one statement per
+chunk on PostgreSQL (an array per column) and through ``bulk_update`` elsewhere."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from backend.bulk import rows_update
+from scheduling.models import PlanItem, PlanState
+from tests.conftest import database_is_postgresql
+from tests.factories import PatientFactory, TreatmentCourseFactory
+
+pytestmark = pytest.mark.django_db
+
+# Every kind of column a re-plan writes: text, integers, decimal, dates, JSON, timestamps, a
+# foreign key, and NULLs (a column whose values are all NULL included).
+FIELDS = [
+    "status", "level", "days_late", "ordinal", "dose_mg", "due", "window_start", "escalation", "blocked_by",
+    "flags", "fingerprint", "updated_at", "closed_at", "course",
+]  # fmt: skip
+
+
+def _items(count: int) -> list[PlanItem]:
+    patient = PatientFactory()
+    base = date(2026, 11, 22)
+    return [
+        PlanItem.objects.create(
+            patient=patient, key=f"injection:1:{n}", kind="injection", rule="OP-01", due=base, status="scheduled"
+        )
+        for n in range(count)
+    ]
+
+
+def _changed(items: list[PlanItem]) -> list[PlanItem]:
+    course = TreatmentCourseFactory(patient=items[0].patient)
+    moment = timezone.now()
+    for n, item in enumerate(items):
+        item.status = "overdue_L1" if n % 2 else "due"
+        item.level = "L1" if n % 2 else ""
+        item.days_late = 3 * n - 1  # a negative one too
+        item.ordinal = 70_000 + n  # past smallint
+        item.dose_mg = None if n % 3 else Decimal("60.0")
+        item.due = date(2027, 1, 1) + timedelta(days=n)
+        item.window_start = None if n == 0 else date(2026, 12, 1)
+        item.escalation = {"L1": f"2027-01-{n + 2:02d}", "L2": "2027-02-01"} if n % 2 else {}
+        item.blocked_by = ["CA-03", 'quote " and \\ backslash'] if n == 1 else []
+        item.flags = [{"code": "INJECTION_REMINDER", "params": [["due", "2027-01-01"]], "n": n}] if n else []
+        item.fingerprint = -(2**63) + n if n % 2 else 2**63 - 1 - n
+        item.updated_at = moment
+        item.closed_at = None
+        item.course = course if n % 2 else None
+    return items
+
+
+def _stored(items: list[PlanItem]) -> dict[int, tuple[object, ...]]:
+    rows = PlanItem.objects.in_bulk([i.pk for i in items])
+    return {pk: tuple(getattr(row, PlanItem._meta.get_field(f).attname) for f in FIELDS) for pk, row in rows.items()}
+
+
+def _expected(items: list[PlanItem]) -> dict[int, tuple[object, ...]]:
+    return {i.pk: tuple(getattr(i, PlanItem._meta.get_field(f).attname) for f in FIELDS) for i in items}
+
+
+def test_values_read_back_as_bulk_update_stores_them() -> None:
+    items = _changed(_items(7))
+    twins = _changed(_items(7))
+    assert rows_update(items, FIELDS) == 7
+    PlanItem.objects.bulk_update(twins, FIELDS)
+    ours, django = _stored(items), _stored(twins)
+    assert ours == _expected(items)
+    # The same values Django's bulk_update stores, row for row (but the course and the instant,
+    # which differ between the two sets by construction).
+    same = [n for n, f in enumerate(FIELDS) if f not in ("course", "updated_at")]
+    assert [[ours[i.pk][n] for n in same] for i in items] == [[django[t.pk][n] for n in same] for t in twins]
+
+
+def test_other_columns_are_left_alone() -> None:
+    items = _items(3)
+    before = {
+        i.pk: (i.key, i.kind, i.rule, i.public_id, i.version)
+        for i in PlanItem.objects.filter(pk__in=[x.pk for x in items])
+    }
+    for item in items:
+        item.days_late = 9
+        item.key = "not written"
+    rows_update(items, ["days_late"])
+    after = {
+        i.pk: (i.key, i.kind, i.rule, i.public_id, i.version)
+        for i in PlanItem.objects.filter(pk__in=[x.pk for x in items])
+    }
+    assert after == before
+    assert set(PlanItem.objects.filter(pk__in=[x.pk for x in items]).values_list("days_late", flat=True)) == {9}
+
+
+def test_one_statement_per_chunk() -> None:
+    items = _items(5)
+    for item in items:
+        item.days_late = 4
+    with CaptureQueriesContext(connection) as queries:
+        assert rows_update(items, ["days_late"], batch_size=2) == 5
+    if database_is_postgresql():
+        assert len(queries) == 3  # one statement per chunk of two, one array per column
+        assert all("unnest(" in q["sql"] for q in queries)
+    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("days_late", flat=True)) == {4}
+
+
+def test_an_object_without_a_key_is_refused_before_anything_is_written() -> None:
+    items = _items(2)
+    items[0].days_late = 4
+    with pytest.raises(ValueError, match="primary key"):
+        rows_update([*items, PlanItem(key="never stored", days_late=4)], ["days_late"])
+    assert PlanItem.objects.get(pk=items[0].pk).days_late == 0
+
+
+def test_a_primary_key_that_is_a_foreign_key() -> None:
+    patient = PatientFactory()
+    PlanState.objects.create(patient=patient, updated_at=timezone.now())
+    assert rows_update([PlanState(patient_id=patient.pk, digest=-5)], ["digest"]) == 1
+    assert PlanState.objects.get(patient=patient).digest == -5
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [([], "no field"), (["id"], "id is not a writable column"), (["nope"], "nope")],
+)
+def test_bad_fields_are_refused_before_anything_is_written(fields: list[str], error: str) -> None:
+    items = _items(1)
+    items[0].days_late = 99
+    with pytest.raises(Exception, match=error):
+        rows_update(items, fields)
+    assert PlanItem.objects.get(pk=items[0].pk).days_late == 0
+
+
+def test_mixed_models_are_refused() -> None:
+    items = _items(1)
+    with pytest.raises(ValueError, match="one model"):
+        rows_update([items[0], PlanState(patient_id=items[0].patient_id)], ["updated_at"])
+
+
+def test_nothing_to_write() -> None:
+    with CaptureQueriesContext(connection) as queries:
+        assert rows_update([], ["days_late"]) == 0
+    assert not queries
