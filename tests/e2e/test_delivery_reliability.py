@@ -254,7 +254,8 @@ def test_b_worker_killed_mid_batch_loses_nothing(
     assert stuck > 0  # the kill really left leased rows behind
     # A duplicate needs the kill to land between the SMTP server's "250" and the commit that
     # records it; each of the 4 pool processes can have at most delivery.IN_FLIGHT (3) messages
-    # there (the one on the wire, and the two accepted before it whose marks share a statement).
+    # there (the one the server accepts while the next goes out with its end, and the two accepted
+    # before it whose marks share a statement; see delivery.CHAIN_DEPTH).
     assert dupes <= 4 * delivery.IN_FLIGHT
 
 
