@@ -164,6 +164,7 @@ def make_item(
     notification_offsets: tuple[int, ...] = (),
     until: date | None = None,
 ) -> PlanItem:
+    """An item due on ``due``, its status, ladder and dates on ``today`` (``item_at`` by keyword)."""
     return item_at(
         key, kind, due, today, timing, rule, protocol, course_key, ordinal, dose_mg, product, phase,
         notification_offsets, until,
