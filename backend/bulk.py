@@ -13,8 +13,9 @@ there (cProfile: 33 of 56 s in ``bulk_update``, ~40,000 expressions resolved).
 
 with each column's values prepared by its field (``get_db_prep_save``, as Django's own update
 does), so what is stored is what ``bulk_update`` stores; like it, no signal is sent, ``save`` is
-not called and ``auto_now`` fields are written as the objects hold them. A row whose primary key
-is absent is not written (as ``bulk_update``). Other databases go through ``bulk_update``.
+not called and ``auto_now`` fields are written as the objects hold them. As with it, an object
+without a primary key is refused before anything is written, and the chunks are written in one
+transaction (all or none). Other databases go through ``bulk_update``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import connections, router
+from django.db import connections, router, transaction
 from django.db.models import Field, Model
 
 __all__ = ["rows_update"]
@@ -66,7 +67,8 @@ def rows_update(objs: Sequence[Model], fields: Sequence[str], *, batch_size: int
     key = qn(_column(pk))
     sql = f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) AS v({key}, {', '.join(names)}) WHERE t.{key} = v.{key}"  # noqa: S608, E501
     written = 0
-    with connection.cursor() as cursor:
+    # All chunks or none, as ``bulk_update`` does (a no-op inside the caller's transaction).
+    with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(objs), batch_size):
             chunk = objs[start : start + batch_size]
             params = [[pk.get_db_prep_value(obj.pk, connection) for obj in chunk]]

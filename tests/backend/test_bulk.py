@@ -147,3 +147,14 @@ def test_nothing_to_write() -> None:
     with CaptureQueriesContext(connection) as queries:
         assert rows_update([], ["days_late"]) == 0
     assert not queries
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chunks_are_written_all_or_none() -> None:
+    items = _items(4)
+    for item in items:
+        item.days_late = 5
+    items[3].blocked_by = object()  # not JSON: the last chunk fails after the first was sent
+    with pytest.raises(TypeError):
+        rows_update(items, ["days_late", "blocked_by"], batch_size=2)
+    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("days_late", flat=True)) == {0}
