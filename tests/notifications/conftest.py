@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import socket
+import threading
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -152,3 +154,49 @@ def due_emails(make_patient: Any, make_item: Any) -> list[Any]:
             make_item(patient, due="2026-02-10", kind="calcium_check")
         outbox_sync(patients=patients)
     return patients
+
+
+class ScriptedSMTP:
+    """An SMTP server on loopback answering from scripts, for the PIPELINING and chaining tests: per
+    verb (``end`` for a message's final dot), a list of replies used in turn (then 250, or 354 to
+    DATA); ``b"drop"`` closes the connection instead of replying; one session."""
+
+    def __init__(self, replies: dict[str, list[bytes]], *, pipelining: bool = True) -> None:
+        self.replies = replies
+        self.pipelining = pipelining
+        self.lines: list[bytes] = []
+        self.ends = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _reply(self, verb: str) -> bytes:
+        script = self.replies.get(verb) or []
+        return script.pop(0) if script else (b"354 go" if verb == "data" else b"250 ok")
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as reader:
+            conn.sendall(b"220 scripted\r\n")
+            in_data = False
+            for line in reader:
+                self.lines.append(line)
+                if in_data:
+                    if line != b".\r\n":
+                        continue
+                    in_data, verb = False, "end"
+                    self.ends += 1
+                else:
+                    verb = line.split()[0].decode().lower()
+                reply = self._reply(verb)
+                if verb == "ehlo":
+                    reply = (
+                        b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000" if self.pipelining else b"250 scripted"
+                    )
+                if reply == b"drop":
+                    conn.shutdown(socket.SHUT_RDWR)
+                    return
+                conn.sendall(reply + b"\r\n")
+                in_data = verb == "data" and reply.startswith(b"354")
+                if reply.startswith(b"421") or verb == "quit":
+                    return

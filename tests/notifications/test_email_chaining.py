@@ -8,8 +8,6 @@ message by the reply to its dot; ``flush`` sends the last one alone.
 from __future__ import annotations
 
 import smtplib
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +19,7 @@ from notifications.models import OutboxMessage, OutboxState
 from notifications.transports import Envelope, Outcome, TransportError
 from notifications.transports.email import EmailTransport
 from tests.e2e.servers.smtp import SmtpServer
-from tests.notifications.conftest import paris
+from tests.notifications.conftest import ScriptedSMTP, paris
 
 
 def _envelope(n: int, to: str = "") -> Envelope:
@@ -108,57 +106,12 @@ def test_a_refused_envelope_fails_that_message_alone_and_the_session_goes_on(
     assert [m["to"] for m in use_smtp.messages] == [["p1@example.org"], ["p3@example.org"]]
 
 
-class _Script:
-    """A PIPELINING server answering from scripts: per verb (``end`` for a message's final dot), a
-    list of replies used in turn (then 250/354); ``b"drop"`` closes the connection instead of replying."""
-
-    def __init__(self, replies: dict[str, list[bytes]], *, pipelining: bool = True) -> None:
-        self.replies = replies
-        self.pipelining = pipelining
-        self.lines: list[bytes] = []
-        self.ends = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _reply(self, verb: str) -> bytes:
-        script = self.replies.get(verb) or []
-        return script.pop(0) if script else (b"354 go" if verb == "data" else b"250 ok")
-
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        with conn, conn.makefile("rb") as reader:
-            conn.sendall(b"220 scripted\r\n")
-            in_data = False
-            for line in reader:
-                self.lines.append(line)
-                if in_data:
-                    if line != b".\r\n":
-                        continue
-                    in_data, verb = False, "end"
-                    self.ends += 1
-                else:
-                    verb = line.split()[0].decode().lower()
-                reply = self._reply(verb)
-                if verb == "ehlo":
-                    reply = (
-                        b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000" if self.pipelining else b"250 scripted"
-                    )
-                if reply == b"drop":
-                    conn.shutdown(socket.SHUT_RDWR)
-                    return
-                conn.sendall(reply + b"\r\n")
-                in_data = verb == "data" and reply.startswith(b"354")
-                if reply.startswith(b"421") or verb == "quit":
-                    return
-
-
 @pytest.fixture
-def scripted(settings: Any) -> Iterator[Callable[..., tuple[_Script, EmailTransport]]]:
+def scripted(settings: Any) -> Iterator[Callable[..., tuple[ScriptedSMTP, EmailTransport]]]:
     opened: list[EmailTransport] = []
 
-    def make(replies: dict[str, list[bytes]], **kw: Any) -> tuple[_Script, EmailTransport]:
-        server = _Script(replies, **kw)
+    def make(replies: dict[str, list[bytes]], **kw: Any) -> tuple[ScriptedSMTP, EmailTransport]:
+        server = ScriptedSMTP(replies, **kw)
         settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
         settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", server.port, 5
         transport = EmailTransport()
@@ -174,7 +127,7 @@ def scripted(settings: Any) -> Iterator[Callable[..., tuple[_Script, EmailTransp
             transport.connection.close()
 
 
-def _verbs(server: _Script) -> list[bytes]:
+def _verbs(server: ScriptedSMTP) -> list[bytes]:
     """The transaction commands and final dots the server read, in order."""
     wanted = (b"mail", b"rcpt", b"data", b"rset", b".")
     return [line.split()[0].lower() for line in server.lines if line.split() and line.split()[0].lower() in wanted]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +11,7 @@ import pytest
 from notifications.transports import Envelope, TransportError, transport_for
 from notifications.transports.email import pipelined_sendmail
 from tests.e2e.servers.smtp import SmtpServer
+from tests.notifications.conftest import ScriptedSMTP
 
 SENDER = "no-reply@carnet.localhost"
 # A line starting with a dot (dot-stuffed on the wire, RFC 5321 4.5.2) and one that is only a dot.
@@ -89,40 +88,8 @@ def test_the_transport_bounces_a_refused_address_on_a_pipelining_server(use_smtp
     assert [m["to"] for m in use_smtp.messages] == [["p@example.org"]]
 
 
-class _ScriptedServer:
-    """A server that advertises PIPELINING and answers each command line from a script (default 250)."""
-
-    def __init__(self, replies: dict[str, bytes]) -> None:
-        self.replies = replies
-        self.lines: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        conn, _ = self.listener.accept()
-        with conn, conn.makefile("rb") as reader:
-            conn.sendall(b"220 scripted\r\n")
-            in_data = False
-            for line in reader:
-                self.lines.append(line)
-                if in_data:
-                    if line == b".\r\n":
-                        in_data = False
-                        conn.sendall(self.replies.get("end", b"250 ok") + b"\r\n")
-                    continue
-                verb = line.split()[0].decode().lower()
-                reply = self.replies.get(verb, b"354 go" if verb == "data" else b"250 ok")
-                if verb == "ehlo":
-                    reply = b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 1000000"
-                conn.sendall(reply + b"\r\n")
-                in_data = verb == "data" and reply.startswith(b"354")
-                if reply.startswith(b"421") or verb == "quit":
-                    return
-
-
 def test_a_refused_sender_raises_as_sendmail_and_an_accepted_data_is_ended_empty() -> None:
-    server = _ScriptedServer({"mail": b"550 no such sender"})  # a lax server: it still accepts DATA
+    server = ScriptedSMTP({"mail": [b"550 no such sender"]})  # a lax server: it still accepts DATA
     client = smtplib.SMTP("127.0.0.1", server.port, timeout=5)
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:
         pipelined_sendmail(client, SENDER, "p@example.org", RAW)
@@ -142,7 +109,7 @@ def test_a_refused_sender_raises_as_sendmail_and_an_accepted_data_is_ended_empty
     ],
 )
 def test_a_refusal_mid_group_raises_what_sendmail_raises(script: dict[str, bytes], raised: type[Exception]) -> None:
-    server = _ScriptedServer(script)
+    server = ScriptedSMTP({verb: [reply] for verb, reply in script.items()})
     client = smtplib.SMTP("127.0.0.1", server.port, timeout=5)
     with pytest.raises(raised):
         pipelined_sendmail(client, SENDER, "p@example.org", RAW)
