@@ -21,7 +21,7 @@ from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
 from backend.auth_query import AtAuth, read_at_auth
-from backend.conditional import json_object_sql
+from backend.conditional import json_object_sql, json_value_sql
 from backend.prepared import Prepared
 from patients.models import (
     CareTeam,
@@ -607,15 +607,27 @@ def booklet_data(patient: Patient) -> dict[str, Any]:
 # document, field for field as the serializers render it (the SQL is generated from their
 # fields; tests/api/test_plan_booklet_reads.py compares both), and Python only passes the bytes
 # on. Instants are written as Python's isoformat in the current time zone, as DRF renders them
-# (``carnet_isoformat``, patients/migrations/0002_sql_isoformat.py).
+# (``carnet_isoformat_json``, patients/migrations/0004_sql_isoformat_json.py).
 # The text is compact, the very bytes DRF's renderer writes (``backend.conditional.json_object_sql``).
 
 
-_COMPUTED_SQL = {
-    "voided": "t.voided_at IS NOT NULL",
-    "active": "t.stop_date IS NULL AND t.voided_at IS NULL",  # TreatmentCourse.is_active
-    "patient": "p.public_id",
+_COMPUTED_SQL = {  # name: (SQL, kind of JSON value: backend.conditional.json_value_sql)
+    "voided": ("t.voided_at IS NOT NULL", "bool"),
+    "active": ("t.stop_date IS NULL AND t.voided_at IS NULL", "bool"),  # TreatmentCourse.is_active
+    "patient": ("p.public_id", "uuid"),
 }
+
+
+def _json_kind(field: serializers.Field) -> str:  # type: ignore[type-arg]
+    """How PostgreSQL writes this field's value as JSON (``json_value_sql``): skip ``to_json`` where
+    nothing needs escaping; anything else (text, choices, dates, JSON) through ``to_json``."""
+    if isinstance(field, serializers.UUIDField):
+        return "uuid"
+    if isinstance(field, serializers.BooleanField):
+        return "bool"
+    if isinstance(field, serializers.IntegerField):
+        return "int"
+    return "any"
 
 
 def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str:  # type: ignore[type-arg]
@@ -624,7 +636,7 @@ def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str
     joins: list[str] = []
     for name, field in serializer_class().fields.items():
         if name in _COMPUTED_SQL:
-            value = _COMPUTED_SQL[name]
+            value, kind = _COMPUTED_SQL[name]
         else:
             path = str(field.source).split(".")
             relation = model._meta.get_field(path[0])
@@ -636,16 +648,17 @@ def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str
                 value = f"{alias}.{path[1]}"
             else:
                 value = f"t.{relation.column}"
-            if isinstance(field, serializers.DateTimeField):  # patients/migrations/0002_sql_isoformat.py
-                value = f"carnet_isoformat({value}, p.zone)"
-            elif isinstance(field, serializers.DecimalField):
-                value = f"round({value}, {field.decimal_places})::text"
-        pairs.append((name, value))
+            kind = _json_kind(field)
+            if isinstance(field, serializers.DateTimeField):  # patients/migrations/0004_sql_isoformat_json.py
+                value, kind = f"carnet_isoformat_json({value}, p.zone)", "json"
+            elif isinstance(field, serializers.DecimalField):  # a string of digits: nothing to escape
+                value, kind = f"round({value}, {field.decimal_places})", "string"
+        pairs.append((name, json_value_sql(value, kind)))
     order = ", ".join(
         f"t.{model._meta.get_field(key.lstrip('-')).column}{' DESC' if key.startswith('-') else ''}"
         for key in model._meta.ordering
     )
-    rows = f"string_agg({json_object_sql(pairs)}, ',' ORDER BY {order}, t.id DESC)"
+    rows = f"string_agg({json_object_sql(pairs, json_values=True)}, ',' ORDER BY {order}, t.id DESC)"
     table = f"{model._meta.db_table} t{''.join(joins)}"
     return f"(SELECT '[' || COALESCE({rows}, '') || ']' FROM {table} WHERE t.patient_id = p.id)"  # noqa: S608
 

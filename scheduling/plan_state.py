@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from backend.conditional import json_object_sql, json_text
+from backend.conditional import json_object_sql, json_text, json_value_sql
 from backend.prepared import Prepared
 from scheduling.models import OPEN_STATUSES, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
@@ -216,26 +216,27 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
 # (tests/api/test_plan_booklet_reads.py compares both with ``PlanItemSerializer``).
 
 _ITEM_JSON = json_object_sql(
-    [
-        ("id", "i.public_id"),
-        ("kind", "i.kind"),
-        ("protocol", "i.protocol"),
-        ("product", "i.product"),
-        ("dose_mg", "round(i.dose_mg, 1)::text"),
-        ("phase", "i.phase"),
-        ("ordinal", "i.ordinal"),
-        ("rule", "i.rule"),
-        ("course", "c.public_id"),
-        ("due", "i.due"),
-        ("window_start", "i.window_start"),
-        ("window_end", "i.window_end"),
-        ("reminder_on", "i.reminder_on"),
-        ("status", "i.status"),
-        ("level", "i.level"),
-        ("days_late", "i.days_late"),
-        ("escalation", "i.escalation"),
-        ("blocked_by", "i.blocked_by"),
-    ]
+    [  # (name, JSON text of the column: backend.conditional.json_value_sql, to_json only where text is escaped)
+        ("id", json_value_sql("i.public_id", "uuid")),
+        ("kind", json_value_sql("i.kind")),
+        ("protocol", json_value_sql("i.protocol")),
+        ("product", json_value_sql("i.product")),
+        ("dose_mg", json_value_sql("round(i.dose_mg, 1)", "string")),
+        ("phase", json_value_sql("i.phase")),
+        ("ordinal", json_value_sql("i.ordinal", "int")),
+        ("rule", json_value_sql("i.rule")),
+        ("course", json_value_sql("c.public_id", "uuid")),
+        ("due", json_value_sql("i.due")),
+        ("window_start", json_value_sql("i.window_start")),
+        ("window_end", json_value_sql("i.window_end")),
+        ("reminder_on", json_value_sql("i.reminder_on")),
+        ("status", json_value_sql("i.status")),
+        ("level", json_value_sql("i.level")),
+        ("days_late", json_value_sql("i.days_late", "int")),
+        ("escalation", json_value_sql("i.escalation")),
+        ("blocked_by", json_value_sql("i.blocked_by")),
+    ],
+    json_values=True,
 )
 _OPEN_ITEMS_SQL = """
 SELECT {item}, i.flags::text, i.blocked_by::text, i.version
