@@ -4,7 +4,7 @@ What calendar clients rely on, and how each is kept:
 
 - identity: one UID per plan item (``planitem-<public_id>@carnet``) or appointment
   (``appointment-<public_id>@carnet``), never reused;
-- revisions: SEQUENCE is ``PlanItem.version - 1`` (bumped only when the item's dates move) or
+- revisions: SEQUENCE is ``PlanItem.version - 1`` (bumped when the item's dates move or it reopens) or
   ``Appointment.sequence`` (bumped by every move and cancellation);
 - DTSTAMP and LAST-MODIFIED are the row's ``updated_at`` and CREATED its ``created_at``, so the
   bytes depend only on the stored rows and today's date: the ETag (``ical_state.feed_state``)

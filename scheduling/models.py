@@ -2,7 +2,8 @@
 
 A ``PlanItem`` is identified by its rule-engine ``key`` (stable across re-planning), so
 re-planning with unchanged facts rewrites nothing and ``version`` changes only when the
-item's dates change. Reminders (outbox keys) and iCal (UID, SEQUENCE) rely on both.
+item's dates change or a closed item is planned again. Reminders (outbox keys) and iCal (UID,
+SEQUENCE) rely on both.
 """
 
 from __future__ import annotations

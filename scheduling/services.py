@@ -71,6 +71,9 @@ class SyncResult:
     updated: list[PlanItem] = field(default_factory=list)
     moved: list[PlanItem] = field(default_factory=list)  # dates changed (version bumped)
     closed: list[PlanItem] = field(default_factory=list)
+    reopened: list[PlanItem] = field(default_factory=list)  # closed rows planned again
+    # Updated rows whose kind or protocol changed (what the outbox reads besides due and version).
+    retyped: list[PlanItem] = field(default_factory=list)
     escalations_opened: list[Escalation] = field(default_factory=list)
     escalations_resolved: int = 0
 
@@ -78,9 +81,23 @@ class SyncResult:
     def changed(self) -> bool:
         return bool(self.created or self.updated or self.closed or self.escalations_opened)
 
-    def patient_ids(self) -> set[int]:
-        """The patients whose stored plan or escalations this sync changed."""
-        rows: tuple[Any, ...] = (*self.created, *self.updated, *self.closed, *self.escalations_opened)
+    def outbox_patient_ids(self) -> set[int]:
+        """The patients whose messages this sync may have changed.
+
+        The outbox wants messages for the open items (their key, kind, protocol, due and version)
+        and the open escalations (``notifications.services._desired``): items created, closed,
+        reopened, moved (a new version) or retyped, and escalations opened (a ladder is resolved
+        only with its item's close). An update of status, level, ``days_late``, gates or flags
+        alone, the nightly pass's usual change, leaves every message as it was.
+        """
+        rows: tuple[Any, ...] = (
+            *self.created,
+            *self.moved,
+            *self.closed,
+            *self.reopened,
+            *self.retyped,
+            *self.escalations_opened,
+        )
         return {row.patient_id for row in rows}
 
 
@@ -112,8 +129,8 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     without loading the row; only rows that differ, must close, or carry an escalation level
     are loaded whole. ``outbox="all"``
     re-syncs the outbox of every patient (a fact service); ``"changed"`` only of the patients whose
-    plan or escalations changed (bulk passes: what else shapes messages, preferences, devices,
-    consent and contact, re-syncs on its own change).
+    messages the sync may have changed (``SyncResult.outbox_patient_ids``: bulk passes; what else
+    shapes messages, preferences, devices, consent and contact, re-syncs on its own change).
     """
     moment = now or timezone.now()
     today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
@@ -135,7 +152,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     if outbox == "all":
         outbox_sync(patients=patients, result=result, now=moment)
     else:
-        changed_ids = result.patient_ids()
+        changed_ids = result.outbox_patient_ids()
         outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
     return result
 
@@ -208,12 +225,20 @@ def _plans_store(
                     row.fingerprint = values["fingerprint"]
                     fingerprinted.append(row)
                 continue
-            columns.update(name for name, value in values.items() if getattr(row, name) != value)
+            differ = [name for name, value in values.items() if getattr(row, name) != value]
+            columns.update(differ)
+            if "kind" in differ or "protocol" in differ:
+                result.retyped.append(row)
             for name, value in values.items():
                 setattr(row, name, value)
             if row.closed_at is not None:
+                # A closed item planned again (its dose voided): a new version, so its reminders
+                # are new messages (the closed version's were cancelled, and a key is written
+                # once) and calendars take the un-cancelled event (a higher SEQUENCE).
                 row.closed_at = None
-                columns.add("closed_at")
+                row.version += 1
+                columns.update(("closed_at", "version"))
+                result.reopened.append(row)
             if moved:
                 row.version += 1
                 row.dates_changed_at = moment

@@ -74,3 +74,44 @@ def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any
     moved = OutboxMessage.objects.filter(patient=patient, state="pending", plan_item__kind="injection")
     first = moved.order_by("send_at").filter(offset_days=0).first()
     assert first is not None and first.send_at == datetime(2026, 7, 20, 7, 0, tzinfo=UTC)
+
+
+def test_a_dose_voided_as_a_mistake_gives_its_item_back_its_reminders(team: Any, nurse: Any) -> None:
+    """A dose recorded by mistake closes the injection and cancels its reminders; voiding it
+    reopens the item as a new version, so the reminders still to come are written again (the
+    cancelled rows keep their keys) and calendars see the event un-cancelled (SEQUENCE + 1)."""
+    from scheduling.models import PlanItem
+
+    with time_machine.travel(paris("2026-01-15", 11), tick=False):
+        patient = booklet.patient_create(
+            care_team=team,
+            by=nurse,
+            first_name="Jeanne",
+            last_name="Martin",
+            birth_date=date(1958, 4, 12),
+            sex="F",
+            email="jeanne@example.org",
+            consent_email=True,
+        )
+        _calcium(patient, nurse, "2026-01-08")
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
+        _give(patient, course, nurse, "2026-01-15")
+    with time_machine.travel(paris("2026-07-10", 11), tick=False):
+        _calcium(patient, nurse, "2026-07-09")
+        item = PlanItem.objects.get(patient=patient, key=f"injection:{course.pk}:2")
+        pending = {
+            (m.offset_days, m.send_at) for m in OutboxMessage.objects.filter(plan_item=item, state=OutboxState.PENDING)
+        }
+        assert pending and item.version == 1
+        mistake = _give(patient, course, nurse, "2026-07-10")
+        item.refresh_from_db()
+        assert item.status == "done"
+        assert not OutboxMessage.objects.filter(plan_item=item, state=OutboxState.PENDING).exists()
+        booklet.dose_void(dose=mistake, reason="entered on the wrong patient", by=nurse)
+        item.refresh_from_db()
+        assert item.status == "window_open" and item.version == 2
+        again = OutboxMessage.objects.filter(plan_item=item, state=OutboxState.PENDING)
+        # The reminders still to come (D-3 and D0), not those whose day has passed.
+        assert {(m.offset_days, m.send_at) for m in again} == {p for p in pending if p[1] >= paris("2026-07-10", 0)}
+        assert {m.offset_days for m in again} == {-3, 0}
+        assert {m.item_version for m in again} == {2}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from decimal import Decimal
+from io import StringIO
 from typing import Any
 
 import pytest
@@ -418,8 +420,9 @@ def test_plan_digest_is_the_same_in_every_process() -> None:
     assert len(digests) == 1 and digests.pop().lstrip("-").isdigit()
 
 
-def test_bulk_replan_resyncs_the_outbox_only_of_changed_plans(op_patient: tuple[Any, Any], nurse: Any) -> None:
-    """plans_rebuild leaves the outbox of an unchanged plan alone; a fact service re-syncs it."""
+def test_bulk_replan_resyncs_the_outbox_only_of_changed_messages(op_patient: tuple[Any, Any], nurse: Any) -> None:
+    """plans_rebuild leaves the outbox alone when no message can have changed (an unchanged plan,
+    or only statuses moving); a fact service re-syncs it."""
     from notifications.models import OutboxMessage, OutboxState
 
     def outbox_reads(fn: Any) -> int:
@@ -435,8 +438,15 @@ def test_bulk_replan_resyncs_the_outbox_only_of_changed_plans(op_patient: tuple[
         booklet.patient_update(patient=patient, email="jeanne@example.org", consent_email=True, by=nurse)
     pending = OutboxMessage.objects.filter(patient=patient, state=OutboxState.PENDING, channel="email")
     assert pending.exists()
-    with time_machine.travel(at("2026-07-14", 18), tick=False):  # the next dose is due: its plan changes
+    with time_machine.travel(at("2026-07-13", 18), tick=False):
+        services.plans_rebuild(patient_ids=[patient.pk])
+        late = dict(PlanItem.objects.filter(patient=patient).values_list("key", "days_late"))
+    with time_machine.travel(at("2026-07-14", 18), tick=False):  # overdue checks: only their days late move
+        assert outbox_reads(lambda: services.plans_rebuild(patient_ids=[patient.pk])) == 0
+        assert dict(PlanItem.objects.filter(patient=patient).values_list("key", "days_late")) != late
+    with time_machine.travel(at("2026-07-16", 18), tick=False):  # overdue: L1 opens and calls for messages
         assert outbox_reads(lambda: services.plans_rebuild(patient_ids=[patient.pk])) > 0
+        assert Escalation.objects.filter(patient=patient, level="L1").exists()
 
 
 def test_item_fingerprint_is_the_fingerprint_of_the_stored_values() -> None:
@@ -531,3 +541,102 @@ def test_fact_reads_give_what_the_orm_gives(op_patient: tuple[Any, Any], nurse: 
     assert [lab.test for lab in facts.labs] == ["calcium_total", "albumin", "egfr"]  # the voided one left out
     assert facts.patient.egfr_ml_min == 48.5 and (facts.labs[-1].ref_low, facts.labs[-1].ref_high) == (60.0, 120.0)
     assert facts.comedications[0].mg_per_day == 7.5 and facts.dental[0].event == "exam"
+
+
+def test_nightly_passes_leave_the_outbox_as_a_full_sync_would() -> None:
+    """The bulk pass re-syncs the outbox only of the patients whose messages may have changed
+    (``SyncResult.outbox_patient_ids``): after every day of re-planning, a full outbox sync of every
+    patient finds nothing to create, cancel or re-time, although most days' status-only changes
+    were not re-synced."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.db.models import F, Value
+    from django.db.models.functions import Concat
+
+    from notifications.models import Device, OutboxMessage
+    from notifications.services import outbox_sync
+    from patients.models import Patient
+
+    start = at("2026-03-02", 2)  # the nightly pass's hour
+    with time_machine.travel(start, tick=False):
+        call_command(
+            "demo_data", "--patients", "24", "--seed", "5", "--team", "Nuit", stdout=StringIO(), stderr=StringIO()
+        )
+        team_patients = Patient.objects.filter(care_team__name="Nuit")
+        team_patients.update(email=Concat(Value("p"), F("pk"), Value("@example.org")), consent_email=True)
+        ids = sorted(team_patients.values_list("pk", flat=True))
+        for pk in ids[::4]:
+            Device.objects.create(
+                patient_id=pk, channel="webpush", endpoint=f"https://push.test/{pk}", p256dh="k", auth="a"
+            )
+        services.plans_rebuild(patient_ids=ids, outbox="all")
+    rows_before = OutboxMessage.objects.count()
+    # Facts written behind the services' back (a bulk import) reach the plan with the next pass:
+    # doses given on day 10, voided on day 25, so items close, reopen and move.
+    given = [
+        DoseRecord.objects.filter(patient_id=pk, voided_at=None, product="denosumab").latest("given_on")
+        for pk in ids
+        if DoseRecord.objects.filter(patient_id=pk, voided_at=None, product="denosumab").exists()
+    ][:4]
+    assert len(given) == 4
+    plan_changes = outbox_resyncs = 0
+    for day in range(1, 50):
+        moment = start + timedelta(days=day)
+        with time_machine.travel(moment, tick=False):
+            if day == 10:
+                for dose in given:
+                    dose.pk, dose.public_id, dose.given_at, dose.given_on = None, uuid.uuid4(), moment, moment.date()
+                    dose.save()
+            if day == 25:
+                DoseRecord.objects.filter(pk__in=[dose.pk for dose in given]).update(voided_at=moment)
+            patients = list(Patient.objects.filter(pk__in=ids).order_by("pk"))
+            result = services.plans_sync_batch(patients, now=moment, outbox="changed")
+            changed = {row.patient_id for row in (*result.created, *result.updated, *result.closed)}
+            plan_changes += len(changed)
+            outbox_resyncs += len(result.outbox_patient_ids())
+            check = outbox_sync(patients=patients, now=moment)
+            assert (check.created, check.cancelled, check.retimed) == (0, 0, 0), moment
+    # The pass did change plans, re-synced the outbox of some, and skipped most.
+    assert 0 < outbox_resyncs < plan_changes / 2, (outbox_resyncs, plan_changes)
+    assert OutboxMessage.objects.count() > rows_before
+
+
+def test_bulk_replan_resyncs_the_outbox_of_closed_reopened_and_moved_items(op_patient: tuple[Any, Any]) -> None:
+    """Facts written behind the services' back (a bulk import, a fix in the database) reach the
+    plan with the next bulk pass: an item closed, reopened or moved changes its messages, so that
+    pass re-syncs the patient's outbox (``SyncResult.outbox_patient_ids``) even with nothing created."""
+    from notifications.models import OutboxMessage, OutboxState
+    from notifications.services import outbox_sync
+    from patients.models import LabResult, Patient
+
+    patient, _ = op_patient
+    Patient.objects.filter(pk=patient.pk).update(email="jeanne@example.org", consent_email=True)
+
+    def bulk_pass(moment: Any) -> services.SyncResult:
+        with time_machine.travel(moment, tick=False):
+            result = services.plans_sync_batch([Patient.objects.get(pk=patient.pk)], outbox="changed")
+            check = outbox_sync(patients=[Patient.objects.get(pk=patient.pk)])
+            assert (check.created, check.cancelled, check.retimed) == (0, 0, 0)
+            return result
+
+    with time_machine.travel(at("2026-01-16", 18), tick=False):
+        outbox_sync(patients=[Patient.objects.get(pk=patient.pk)])
+    bulk_pass(at("2026-07-13", 18))
+    post = PlanItem.objects.get(patient=patient, key="calcium_check:1:1:post")
+    assert OutboxMessage.objects.filter(plan_item=post, state=OutboxState.PENDING).exists()
+
+    lab = LabResult.objects.filter(patient=patient).latest("drawn_on")
+    lab.pk, lab.public_id, lab.drawn_at, lab.drawn_on = None, uuid.uuid4(), at("2026-07-14", 8), date(2026, 7, 14)
+    lab.save()
+    closed = bulk_pass(at("2026-07-14", 18))
+    assert post.key in {row.key for row in closed.closed} and not (closed.created or closed.moved)
+    assert not OutboxMessage.objects.filter(plan_item=post, state=OutboxState.PENDING).exists()
+
+    LabResult.objects.filter(pk=lab.pk).update(voided_at=at("2026-07-14", 19))
+    reopened = bulk_pass(at("2026-07-14", 20))
+    assert post.key in {row.key for row in reopened.reopened} and not (reopened.created or reopened.moved)
+
+    DoseRecord.objects.filter(patient=patient).update(given_at=at("2026-01-20", 8), given_on=date(2026, 1, 20))
+    moved = bulk_pass(at("2026-07-14", 21))
+    assert "injection:1:2" in {row.key for row in moved.moved} and not (moved.created or moved.closed)
