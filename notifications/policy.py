@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 __all__ = [
@@ -89,9 +90,11 @@ def in_quiet_hours(at: time, quiet_start: time | None, quiet_end: time | None) -
 
 def out_of_quiet_hours(instant: datetime, tz: ZoneInfo, quiet_start: time | None, quiet_end: time | None) -> datetime:
     """``instant`` if it is outside quiet hours, else the end of those quiet hours (UTC)."""
+    if quiet_start is None or quiet_end is None or quiet_start == quiet_end:
+        return instant.astimezone(UTC)  # no quiet hours (``in_quiet_hours`` is False)
     local = instant.astimezone(tz)
     wall = local.time().replace(tzinfo=None)
-    if quiet_start is None or quiet_end is None or not in_quiet_hours(wall, quiet_start, quiet_end):
+    if not in_quiet_hours(wall, quiet_start, quiet_end):
         return instant.astimezone(UTC)
     end_day = local.date()
     if quiet_start > quiet_end and wall >= quiet_start:
@@ -109,7 +112,16 @@ def local_send_at(
     not_before: datetime | None = None,
 ) -> datetime:
     """TIME-04: ``at`` local on ``day`` in ``tz``, no earlier than ``not_before``, out of quiet hours."""
+    if not_before is None:
+        return _send_at(day, tz, at, quiet_start, quiet_end)
     instant = _aware(day, at, tz)
     if not_before is not None and instant < not_before:
         instant = not_before.astimezone(UTC)
     return out_of_quiet_hours(instant, tz, quiet_start, quiet_end)
+
+
+@lru_cache(maxsize=65536)
+def _send_at(day: date, tz: ZoneInfo, at: time, quiet_start: time | None, quiet_end: time | None) -> datetime:
+    """``local_send_at`` without ``not_before``, pure in its arguments: a re-plan asks it for every
+    reminder of every item, and a batch's patients share zones, hours and days."""
+    return out_of_quiet_hours(_aware(day, at, tz), tz, quiet_start, quiet_end)
