@@ -58,7 +58,7 @@ from scheduling import feeds
 from scheduling import services as plan_services
 from scheduling.models import Appointment, Escalation, PlanItem, PlanState
 from scheduling.models_feeds import CalendarFeed
-from scheduling.plan_state import flag_out, open_items, open_items_json, plan_state_of
+from scheduling.plan_state import flag_out, open_items, open_items_json, plan_state_and_items_json, plan_state_of
 from scheduling.rules import preview
 from scheduling.rules.errors import RuleInputError
 from scheduling.serializers import (
@@ -165,10 +165,12 @@ def plan_data(patient: Patient, *, lang: str, state: PlanState | None) -> dict[s
     }
 
 
-def plan_json(patient: Patient, *, lang: str, state: PlanState | None) -> bytes:
-    """``plan_data`` as JSON, the items rendered by the database where it can (``open_items_json``)."""
+def plan_json(patient: Patient, *, lang: str, state: PlanState | None, items: str | None = None) -> bytes:
+    """``plan_data`` as JSON, the items rendered by the database where it can (``open_items_json``,
+    or ``items`` already read)."""
     envelope = json_text({"today": plan_services.patient_today(patient).isoformat(), "language": lang})
-    items = open_items_json(patient.pk, lang=lang)
+    if items is None:
+        items = open_items_json(patient.pk, lang=lang)
     flags = json_text(plan_flags(patient, lang=lang, state=state))
     return f'{envelope[:-1]},"items":{items},"flags":{flags}}}'.encode()
 
@@ -189,15 +191,25 @@ def plan_response(request: HttpRequest, patient: Patient, *, lang: str) -> HttpR
             return not_modified(etag)
         if (kept := PLANS.get((patient.pk, etag))) is not None:
             return json_bytes_response(request, kept, etag=etag)
-    state = plan_state_of(patient.pk)
-    if state is None:  # not re-planned since plan states existed: flags from the rules, no ETag
+        # To be rendered: the state and the items in one statement, the ETag from its revision.
+        if (read := plan_state_and_items_json(patient.pk, lang=lang)) is not None:
+            return _plan_rendered(request, patient, lang=lang, state=read[0], items=read[1])
+    stored = plan_state_of(patient.pk)
+    if stored is None:  # not re-planned since plan states existed: flags from the rules, no ETag
         return json_bytes_response(request, plan_json(patient, lang=lang, state=None))
+    return _plan_rendered(request, patient, lang=lang, state=stored)
+
+
+def _plan_rendered(
+    request: HttpRequest, patient: Patient, *, lang: str, state: PlanState, items: str | None = None
+) -> HttpResponse:
+    """The plan of ``state``'s revision: 304, a body kept, or rendered (with ``items`` if read)."""
     etag = _plan_etag(patient, state.revision, lang)
     if etag_matches(request, etag):
         return not_modified(etag)
     body = PLANS.get((patient.pk, etag))
     if body is None:
-        body = plan_json(patient, lang=lang, state=state)
+        body = plan_json(patient, lang=lang, state=state, items=items)
         PLANS.put((patient.pk, etag), body)
     return json_bytes_response(request, body, etag=etag)
 

@@ -130,6 +130,34 @@ def test_plan_etag_gives_304_until_the_plan_changes(world: World) -> None:
     assert str(world.item_a.public_id) not in {i["id"] for i in changed.json()["items"]}
 
 
+def test_a_plan_to_render_reads_its_state_and_items_in_one_statement(world: World) -> None:
+    """After the auth query (which read the revision), a plan 200 not kept is one more statement
+    on PostgreSQL: the state and the items together (elsewhere the two reads), the ETag from it."""
+    from django.utils import timezone
+
+    from scheduling.api import PLANS
+    from scheduling.models import PlanItem
+    from tests.api.test_auth import bearer, login
+
+    client = bearer(login("patient.a@example.org").json()["access"])  # the token's path (backend.polled)
+    first = client.get("/api/v1/me/plan")
+    PLANS.clear()
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get("/api/v1/me/plan")
+    assert again.status_code == 200 and again.content == first.content and again["ETag"] == first["ETag"]
+    reads = [q["sql"] for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert len(reads) == 2 and "carnet_plan_state_items" in reads[1], reads  # auth, then state and items
+    else:
+        assert len(reads) == 3, reads  # auth, the state, the items
+    # No open item: the state's row alone, an empty list, the patient-level flags all the same.
+    PlanItem.objects.filter(patient=world.patient_a).update(closed_at=timezone.now())
+    PLANS.clear()
+    empty = client.get("/api/v1/me/plan")
+    assert empty.status_code == 200 and empty["ETag"] == first["ETag"]
+    assert empty.json()["items"] == [] and empty.json()["flags"] == first.json()["flags"]
+
+
 def test_replanning_unchanged_facts_keeps_the_plan_revision(world: World) -> None:
     from scheduling.models import PlanState
     from scheduling.services import plans_rebuild
