@@ -190,6 +190,7 @@ def _load(patient_ids: list[int]) -> _Context:
             "opened_at",
             "opened_on",
             "acknowledged_at",
+            "reopened",
             "plan_item__id",
             "plan_item__status",
             "plan_item__key",
@@ -364,7 +365,7 @@ def _escalation_rows(
         reach = _reach(ctx.prefs.get(patient.pk), tz=patient.timezone, language=patient.language)
         send_at = reach.send_at(esc.opened_on, not_before=esc.opened_at)
         for dest in _patient_destinations(patient, reach, ctx.devices.get(patient.pk, []), ctx.suppressed):
-            key = policy.idempotency_key("escalation", esc.pk, 0, dest.channel, dest.ref)
+            key = _escalation_key(esc, 0, dest)
             desired[key] = _row(
                 key=key,
                 kind=MessageKind.ESCALATION,
@@ -394,7 +395,7 @@ def _escalation_rows(
                 for repeat in range(repeats + 1):
                     day = esc.opened_on + timedelta(days=repeat * rule.repeat_days)
                     send_at = reach.send_at(day, not_before=esc.opened_at)
-                    key = policy.idempotency_key("escalation", esc.pk, repeat, dest.channel, dest.ref)
+                    key = _escalation_key(esc, repeat, dest)
                     desired[key] = _row(
                         key=key,
                         kind=MessageKind.ESCALATION,
@@ -409,6 +410,14 @@ def _escalation_rows(
                     )
                     if repeat == 0 or day >= today:
                         creatable.add(key)
+
+
+def _escalation_key(esc: Escalation, repeat: int, dest: Destination) -> str:
+    """An escalation message's key; a level reopened with its item (``Escalation.reopened``) has
+    new ones, since a key is written once and the close cancelled the earlier messages."""
+    if esc.reopened:
+        return policy.idempotency_key("escalation", esc.pk, repeat, dest.channel, dest.ref, "reopened", esc.reopened)
+    return policy.idempotency_key("escalation", esc.pk, repeat, dest.channel, dest.ref)
 
 
 @dataclass

@@ -75,6 +75,7 @@ class SyncResult:
     # Updated rows whose kind or protocol changed (what the outbox reads besides due and version).
     retyped: list[PlanItem] = field(default_factory=list)
     escalations_opened: list[Escalation] = field(default_factory=list)
+    escalations_reopened: list[Escalation] = field(default_factory=list)  # with their item
     escalations_resolved: int = 0
 
     @property
@@ -97,6 +98,7 @@ class SyncResult:
             *self.reopened,
             *self.retyped,
             *self.escalations_opened,
+            *self.escalations_reopened,
         )
         return {row.patient_id for row in rows}
 
@@ -547,6 +549,8 @@ def _escalations_sync(
     ]
     open_items += [row for row in created_rows if row.level]
     open_items += [row for row in unchanged if row.status in OPEN_STATUSES]
+    if result.reopened:
+        _escalations_reopen(result, moment)
     existing: set[tuple[int, str]] = set(
         Escalation.objects.filter(patient_id__in=patient_ids).values_list("plan_item_id", "level")
     )
@@ -584,6 +588,36 @@ def _escalations_sync(
         result.escalations_resolved += Escalation.objects.filter(
             plan_item_id__in=[pk for pk in closed_ids if pk not in done_ids], resolved_at__isnull=True
         ).update(resolved_at=moment, resolution="cancelled")
+
+
+# The resolutions a re-plan writes when it closes an item (a staff member's own stays).
+_CLOSED_WITH_ITEM = ("given", "cancelled")
+
+
+def _escalations_reopen(result: SyncResult, moment: datetime) -> None:
+    """Items planned again after a close (their dose voided): the levels they still stand at,
+    resolved by that close, open again, unacknowledged, as of ``moment``, with new messages
+    (``reopened`` counts it). Levels above the item's present one stay resolved; levels it
+    reaches later open as usual."""
+    reached = {row.pk: LEVELS[: LEVELS.index(row.level) + 1] for row in result.reopened if row.level in LEVELS}
+    if not reached:
+        return
+    rows = [
+        esc
+        for esc in Escalation.objects.filter(
+            plan_item_id__in=list(reached), resolved_at__isnull=False, resolution__in=_CLOSED_WITH_ITEM
+        ).order_by("pk")
+        if esc.level in reached[esc.plan_item_id]
+    ]
+    for esc in rows:
+        esc.resolved_at, esc.resolution, esc.acknowledged_at, esc.acknowledged_by = None, "", None, None
+        esc.opened_at = moment
+        esc.reopened += 1
+    if rows:
+        fields = ["resolved_at", "resolution", "acknowledged_at", "acknowledged_by", "opened_at", "reopened"]
+        Escalation.objects.bulk_update(rows, fields)
+        Escalation.history.bulk_history_create(rows, update=True, default_change_reason="reopened with its item")
+        result.escalations_reopened.extend(rows)
 
 
 @transaction.atomic

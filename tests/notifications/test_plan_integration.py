@@ -115,3 +115,54 @@ def test_a_dose_voided_as_a_mistake_gives_its_item_back_its_reminders(team: Any,
         assert {(m.offset_days, m.send_at) for m in again} == {p for p in pending if p[1] >= paris("2026-07-10", 0)}
         assert {m.offset_days for m in again} == {-3, 0}
         assert {m.item_version for m in again} == {2}
+
+
+def test_a_voided_dose_reopens_the_escalation_it_resolved_with_new_messages(team: Any, nurse: Any) -> None:
+    """An overdue injection on its ladder (L1: patient and nurse told) is closed by a dose recorded
+    by mistake, which resolves L1 and cancels its messages. Voiding the dose reopens the item and,
+    with it, L1: open again, unacknowledged, audited, and its messages written again under new
+    keys. A level resolved by staff themselves is left as they left it."""
+    from scheduling import services as planning
+    from scheduling.models import Escalation, PlanItem
+
+    with time_machine.travel(paris("2026-01-15", 11), tick=False):
+        patient = booklet.patient_create(
+            care_team=team,
+            by=nurse,
+            first_name="Jeanne",
+            last_name="Martin",
+            birth_date=date(1958, 4, 12),
+            sex="F",
+            email="jeanne@example.org",
+            consent_email=True,
+        )
+        _calcium(patient, nurse, "2026-01-08")
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
+        _give(patient, course, nurse, "2026-01-15")
+    with time_machine.travel(paris("2026-07-20", 11), tick=False):
+        _calcium(patient, nurse, "2026-07-19")  # also re-plans: the injection is overdue, L1 opens
+        item = PlanItem.objects.get(patient=patient, key=f"injection:{course.pk}:2")
+        l1 = Escalation.objects.get(plan_item=item, level="L1")
+        first = set(OutboxMessage.objects.filter(escalation=l1).values_list("key", flat=True))
+        assert l1.resolved_at is None and first
+        assert OutboxMessage.objects.filter(escalation=l1, recipient_user=nurse, state=OutboxState.PENDING).exists()
+        mistake = _give(patient, course, nurse, "2026-07-20")
+        l1.refresh_from_db()
+        assert (l1.resolution, l1.reopened) == ("given", 0)
+        assert not OutboxMessage.objects.filter(escalation=l1, state=OutboxState.PENDING).exists()
+    with time_machine.travel(paris("2026-07-20", 15), tick=False):
+        booklet.dose_void(dose=mistake, reason="entered on the wrong patient", by=nurse)
+        l1.refresh_from_db()
+        assert (l1.resolved_at, l1.resolution, l1.acknowledged_at, l1.reopened) == (None, "", None, 1)
+        assert l1.opened_at == paris("2026-07-20", 15)
+        assert l1.history.first().history_change_reason == "reopened with its item"
+        again = OutboxMessage.objects.filter(escalation=l1, state=OutboxState.PENDING)
+        assert {m.recipient_user_id for m in again} == {None, nurse.pk}  # the patient and the nurse
+        assert not first & {m.key for m in again}
+        assert all(m.send_at >= paris("2026-07-20", 15) for m in again)
+        # Staff resolve it themselves; a later close and reopen leaves their resolution alone.
+        planning.escalation_resolve(escalation=l1, by=nurse, resolution="phoned the patient")
+        again_mistake = _give(patient, course, nurse, "2026-07-20")
+        booklet.dose_void(dose=again_mistake, reason="entered twice", by=nurse)
+        l1.refresh_from_db()
+        assert (l1.resolution, l1.reopened) == ("phoned the patient", 1)
