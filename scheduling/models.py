@@ -180,7 +180,8 @@ class PlanState(models.Model):
 
 
 class Escalation(models.Model):
-    """One level of an escalation ladder (OP-04, ONC-02, ZOL-08, CONS-05), opened once."""
+    """One level of an escalation ladder (OP-04, ONC-02, ZOL-08, CONS-05), opened once (and again
+    if its item reopens: ``reopened``)."""
 
     class Audience(models.TextChoices):
         PATIENT = "patient", _("Patient")
