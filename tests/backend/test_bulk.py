@@ -3,6 +3,7 @@ chunk on PostgreSQL (an array per column) and through ``bulk_update`` elsewhere.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -158,3 +159,51 @@ def test_chunks_are_written_all_or_none() -> None:
     with pytest.raises(TypeError):
         rows_update(items, ["days_late", "blocked_by"], batch_size=2)
     assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("days_late", flat=True)) == {0}
+
+
+# Texts an array literal must quote: its own quote, backslash, braces, commas, the word NULL,
+# the empty string, spaces at either end, non-ASCII and control characters.
+TRICKY = [
+    'a "quoted" word',
+    "back\\slash\\",
+    "{braces, and commas}",
+    "NULL",
+    "",
+    "  spaced  ",
+    "é – ü ✓",
+    "tab\tnew\nline",
+]
+
+
+def test_texts_uuids_booleans_and_decimals_read_back_as_written() -> None:
+    """The arrays are sent as PostgreSQL array text (``backend.bulk._array_text``): every kind of
+    scalar the models hold reads back as it was, as ``bulk_update`` writes it."""
+    items = _items(len(TRICKY))
+    for item, text in zip(items, TRICKY, strict=True):
+        item.key = text
+        item.flags = [{"text": text}]
+    assert rows_update(items, ["key", "flags"]) == len(items)
+    stored = PlanItem.objects.in_bulk([i.pk for i in items])
+    assert [(stored[i.pk].key, stored[i.pk].flags) for i in items] == [(t, [{"text": t}]) for t in TRICKY]
+
+    patients = [PatientFactory() for _ in TRICKY]
+    twins = [PatientFactory() for _ in TRICKY]
+    fields = ["first_name", "consent_email", "consent_push", "weight_kg", "public_id", "birth_date", "updated_at"]
+    moment = timezone.now()
+    for n, (patient, twin, text) in enumerate(zip(patients, twins, TRICKY, strict=True)):
+        for row in (patient, twin):
+            row.first_name = text
+            row.consent_email, row.consent_push = n % 2 == 0, n % 3 == 0
+            row.weight_kg = None if n == 0 else Decimal("0.1") * n + Decimal("40")
+            row.birth_date = date(1930 + n, 2, 28)
+            row.updated_at = moment - timedelta(days=n, microseconds=n)
+        patient.public_id = uuid.uuid4()
+    assert rows_update(patients, fields) == len(patients)
+    type(twins[0]).objects.bulk_update(twins, [f for f in fields if f != "public_id"])
+    ours = type(patients[0]).objects.in_bulk([p.pk for p in patients])
+    theirs = type(twins[0]).objects.in_bulk([t.pk for t in twins])
+    for patient, twin in zip(patients, twins, strict=True):
+        assert [getattr(ours[patient.pk], f) for f in fields] == [getattr(patient, f) for f in fields]
+        assert [getattr(ours[patient.pk], f) for f in fields if f != "public_id"] == [
+            getattr(theirs[twin.pk], f) for f in fields if f != "public_id"
+        ]
