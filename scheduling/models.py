@@ -205,8 +205,9 @@ class Escalation(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolution = models.CharField(max_length=30, blank=True)
     # Times the level was opened again with its item (a dose that closed the item was voided):
-    # its messages are then new ones (``notifications.services``).
-    reopened = models.PositiveSmallIntegerField(default=0)
+    # its messages are then new ones (``notifications.services``). A database default too, so a
+    # process still running the previous code can insert escalations during a deploy.
+    reopened = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     history = HistoricalRecords()
 
