@@ -45,7 +45,9 @@ def _calcium(patient: Any, nurse: Any, day: str) -> None:
     )
 
 
-def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any, nurse: Any) -> None:
+def _on_denosumab(team: Any, nurse: Any) -> tuple[Any, Any, Any]:
+    """A patient reachable by email, started on 6-monthly denosumab with a first dose on
+    2026-01-15 (calcium drawn the week before): (patient, course, dose)."""
     with time_machine.travel(paris("2026-01-15", 11), tick=False):
         patient = booklet.patient_create(
             care_team=team,
@@ -59,7 +61,11 @@ def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any
         )
         _calcium(patient, nurse, "2026-01-08")
         course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
-        dose = _give(patient, course, nurse, "2026-01-15")
+        return patient, course, _give(patient, course, nurse, "2026-01-15")
+
+
+def test_dose_recorded_plans_reminders_and_a_corrected_dose_moves_them(team: Any, nurse: Any) -> None:
+    patient, course, dose = _on_denosumab(team, nurse)
     injection = OutboxMessage.objects.filter(patient=patient, state="pending", plan_item__kind="injection")
     # Next dose due 2026-07-15 (OP-01); its day-of reminder at 09:00 CEST.
     assert injection.get(offset_days=0, plan_item__due=date(2026, 7, 15)).send_at == datetime(
@@ -82,20 +88,7 @@ def test_a_dose_voided_as_a_mistake_gives_its_item_back_its_reminders(team: Any,
     cancelled rows keep their keys) and calendars see the event un-cancelled (SEQUENCE + 1)."""
     from scheduling.models import PlanItem
 
-    with time_machine.travel(paris("2026-01-15", 11), tick=False):
-        patient = booklet.patient_create(
-            care_team=team,
-            by=nurse,
-            first_name="Jeanne",
-            last_name="Martin",
-            birth_date=date(1958, 4, 12),
-            sex="F",
-            email="jeanne@example.org",
-            consent_email=True,
-        )
-        _calcium(patient, nurse, "2026-01-08")
-        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
-        _give(patient, course, nurse, "2026-01-15")
+    patient, course, _ = _on_denosumab(team, nurse)
     with time_machine.travel(paris("2026-07-10", 11), tick=False):
         _calcium(patient, nurse, "2026-07-09")
         item = PlanItem.objects.get(patient=patient, key=f"injection:{course.pk}:2")
@@ -125,20 +118,7 @@ def test_a_voided_dose_reopens_the_escalation_it_resolved_with_new_messages(team
     from scheduling import services as planning
     from scheduling.models import Escalation, PlanItem
 
-    with time_machine.travel(paris("2026-01-15", 11), tick=False):
-        patient = booklet.patient_create(
-            care_team=team,
-            by=nurse,
-            first_name="Jeanne",
-            last_name="Martin",
-            birth_date=date(1958, 4, 12),
-            sex="F",
-            email="jeanne@example.org",
-            consent_email=True,
-        )
-        _calcium(patient, nurse, "2026-01-08")
-        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
-        _give(patient, course, nurse, "2026-01-15")
+    patient, course, _ = _on_denosumab(team, nurse)
     with time_machine.travel(paris("2026-07-20", 11), tick=False):
         _calcium(patient, nurse, "2026-07-19")  # also re-plans: the injection is overdue, L1 opens
         item = PlanItem.objects.get(patient=patient, key=f"injection:{course.pk}:2")
