@@ -273,34 +273,32 @@ def _items_json(rows: list[tuple[Any, ...]], lang: str) -> str:
 
 # The plan state and its open items in one statement: one round trip instead of two for a plan
 # that must be rendered (each round trip costs the worker more CPU than PostgreSQL spends on the
-# state's row), and both from one snapshot, so the ETag made from this revision names this very
-# body. Every row carries the state's revision and flags; a plan with no open item is one row
-# whose item columns are NULL.
+# state's row), both from one snapshot, so the ETag made from this revision names this very body.
+# The state comes from two uncorrelated sub-queries, run once per execution, on every item row.
+# Not a LATERAL join of the items to the state: PostgreSQL then builds each item's JSON before
+# sorting the rows, not after, and writes the state's flags on every row (~0.2 ms more per plan).
 _STATE_ITEMS_SQL = """
-SELECT s.revision, s.flags::text, o.head, o.flags, o.blocked_by, o.version
-FROM scheduling_planstate s LEFT JOIN LATERAL (
-    SELECT {item} AS head, i.flags::text AS flags, i.blocked_by::text AS blocked_by, i.version, i.due, i.kind, i.id
-    FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.course_id
-    WHERE i.patient_id = s.patient_id AND i.closed_at IS NULL AND i.status IN ({open})
-) o ON true
-WHERE s.patient_id = %s
-ORDER BY o.due, o.kind, o.id
+SELECT {item}, i.flags::text, i.blocked_by::text, i.version,
+    (SELECT s.revision FROM scheduling_planstate s WHERE s.patient_id = %s),
+    (SELECT s.flags::text FROM scheduling_planstate s WHERE s.patient_id = %s)
+FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.course_id
+WHERE i.patient_id = %s AND i.closed_at IS NULL AND i.status IN ({open})
+ORDER BY i.due, i.kind, i.id
 """.format(  # noqa: S608  # the code's constants
     item=_ITEM_JSON, open=", ".join(f"'{status}'" for status in OPEN_STATUSES)
 )
-_STATE_ITEMS = Prepared("carnet_plan_state_items", _STATE_ITEMS_SQL, ("bigint",))
+_STATE_ITEMS = Prepared("carnet_plan_state_items", _STATE_ITEMS_SQL, ("bigint", "bigint", "bigint"))
 
 
 def plan_state_and_items_json(patient_id: int, *, lang: str) -> tuple[PlanState, str] | None:
     """``plan_state_of`` and ``open_items_json`` together: one statement, one snapshot on
-    PostgreSQL (elsewhere the two reads). None if the patient has no plan state."""
-    if connection.vendor != "postgresql":
-        state = plan_state_of(patient_id)
-        return None if state is None else (state, open_items_json(patient_id, lang=lang))
-    with connection.cursor() as cursor:
-        _STATE_ITEMS.run(cursor, [patient_id])
-        rows = cursor.fetchall()
-    if not rows:
-        return None
-    items = [row[2:] for row in rows if row[2] is not None]
-    return _state(patient_id, rows[0][0], rows[0][1]), _items_json(items, lang)
+    PostgreSQL when the plan has an open item (elsewhere, or with none, the two reads). None if
+    the patient has no plan state."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            _STATE_ITEMS.run(cursor, [patient_id, patient_id, patient_id])
+            rows = cursor.fetchall()
+        if rows and rows[0][4] is not None:
+            return _state(patient_id, rows[0][4], rows[0][5]), _items_json([row[:4] for row in rows], lang)
+    state = plan_state_of(patient_id)
+    return None if state is None else (state, open_items_json(patient_id, lang=lang))

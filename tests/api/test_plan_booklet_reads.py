@@ -150,7 +150,7 @@ def test_a_plan_to_render_reads_its_state_and_items_in_one_statement(world: Worl
         assert len(reads) == 2 and "carnet_plan_state_items" in reads[1], reads  # auth, then state and items
     else:
         assert len(reads) == 3, reads  # auth, the state, the items
-    # No open item: the state's row alone, an empty list, the patient-level flags all the same.
+    # No open item: the state read on its own (no row carries it), an empty list, the same flags.
     PlanItem.objects.filter(patient=world.patient_a).update(closed_at=timezone.now())
     PLANS.clear()
     empty = client.get("/api/v1/me/plan")
