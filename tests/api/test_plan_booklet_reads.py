@@ -58,6 +58,25 @@ def test_booklet_is_what_the_model_serializers_render(world: World) -> None:
     assert {c["active"] for c in body["courses"]} == {True}
 
 
+def test_a_dose_of_another_patients_course_names_that_course_as_drf_does(world: World) -> None:
+    """The booklet joins a dose to the patient's own courses; a course of someone else (nothing in
+    the database forbids it) is still named, as the serializer names it."""
+    from patients.models import DoseRecord
+    from patients.serializers import booklet_data
+
+    dose = DoseRecord.objects.filter(patient=world.patient_a).order_by("pk").first()
+    assert dose is not None
+    DoseRecord.objects.filter(pk=dose.pk).update(course=world.course_b)
+    response = world.client("patient_a").get("/api/v1/me/booklet")
+    by_id = {d["id"]: d for d in response.json()["doses"]}
+    assert by_id[str(dose.public_id)]["course"] == str(world.course_b.public_id)
+    assert response.content == JSONRenderer().render(booklet_data(world.patient_a))
+    DoseRecord.objects.filter(pk=dose.pk).update(course=None)
+    response = world.client("patient_a").get("/api/v1/me/booklet")
+    assert {d["id"]: d for d in response.json()["doses"]}[str(dose.public_id)]["course"] is None
+    assert response.content == JSONRenderer().render(booklet_data(world.patient_a))
+
+
 def test_plan_items_are_what_the_plan_serializer_renders(world: World) -> None:
     from scheduling.models import OPEN_STATUSES, PlanItem
     from scheduling.serializers import PlanItemSerializer
