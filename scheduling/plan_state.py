@@ -7,7 +7,9 @@ show changed, in two queries per batch (one read, one upsert of the changed rows
 
 Read side: ``plan_state_of`` (one row: revision and flags) and ``open_items`` (the open items as
 plain dicts, in the shape of ``scheduling.serializers.PlanItemSerializer``), so ``GET /me/plan``
-costs two indexed queries and no serializer instances.
+costs two indexed queries and no serializer instances; on PostgreSQL ``open_items_json`` has
+the database write the items' JSON, and ``plan_state_and_items_json`` reads the state with them
+in one statement.
 
 Statuses are those of the last re-plan: every fact change re-plans at once, and the nightly pass
 (23:05 UTC) re-plans every patient with an item near its reminder, window or due date. Between a
