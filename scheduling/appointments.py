@@ -245,3 +245,54 @@ def appointments_close_for_items(
             default_change_reason="plan item closed",
         )
     return len(rows)
+
+
+def appointments_reopen_for_items(closed_at: dict[int, datetime], *, now: datetime | None = None) -> int:
+    """Undo ``appointments_close_for_items`` for items planned again (the dose that closed them
+    was voided): an appointment it closed with the item (done or cancelled at the item's
+    ``closed_at``) is booked again, with a higher SEQUENCE for calendars.
+
+    ``closed_at``: item pk -> the instant the item had been closed. An appointment stays as it is
+    if its item has another booked one by now, or if its nurse was booked over its slot
+    meanwhile; the item is open on the worklist to book again.
+    """
+    if not closed_at:
+        return 0
+    moment = now or timezone.now()
+    # One read, locked: the item's appointments that the close may have closed, and any booked since.
+    found = list(
+        Appointment.objects.select_for_update()
+        .filter(plan_item_id__in=list(closed_at))
+        .exclude(plan_item_id=None)
+        .order_by("pk")
+    )
+    booked = {row.plan_item_id for row in found if row.status == Appointment.Status.BOOKED}
+    closed_with_item = [
+        row
+        for row in found
+        if row.status in (Appointment.Status.DONE, Appointment.Status.CANCELLED)
+        and row.updated_at == closed_at[row.plan_item_id]  # type: ignore[index]  # excluded None above
+        and row.cancelled_at in (None, closed_at[row.plan_item_id])  # type: ignore[index]
+    ]
+    rows = []
+    for row in closed_with_item:
+        if row.plan_item_id in booked:
+            continue
+        if row.nurse is not None:
+            try:
+                _check_nurse_free(row.nurse, row.starts_at, row.ends_at, exclude_pk=row.pk)
+            except Conflict:
+                continue
+        booked.add(row.plan_item_id)
+        row.status, row.cancelled_at, row.updated_at = Appointment.Status.BOOKED, None, moment
+        row.sequence += 1
+        rows.append(row)
+    if rows:
+        bulk_update_with_history(
+            rows,
+            Appointment,
+            ["status", "cancelled_at", "sequence", "updated_at"],
+            batch_size=500,
+            default_change_reason="plan item reopened",
+        )
+    return len(rows)

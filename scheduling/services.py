@@ -204,6 +204,7 @@ def _plans_store(
     # Only the columns some row changed are written: a nightly status shift should not rewrite
     # dates, keys and flags (one array per column on PostgreSQL, one CASE per column elsewhere).
     columns: set[str] = {"fingerprint", "updated_at"}
+    reopened_from: dict[int, datetime] = {}  # item pk -> when it had been closed
     for patient in patients:
         rows = stored[patient.pk]
         known = brief[patient.pk]
@@ -237,6 +238,7 @@ def _plans_store(
                 # A closed item planned again (its dose voided): a new version, so its reminders
                 # are new messages (the closed version's were cancelled, and a key is written
                 # once) and calendars take the un-cancelled event (a higher SEQUENCE).
+                reopened_from[row.pk] = row.closed_at
                 row.closed_at = None
                 row.version += 1
                 columns.update(("closed_at", "version"))
@@ -269,6 +271,11 @@ def _plans_store(
 
         # A done item's booked appointment is done; a cancelled item's is cancelled (iCal).
         appointments_close_for_items(result.closed, now=moment)
+    if reopened_from:
+        from scheduling.appointments import appointments_reopen_for_items
+
+        # And an item planned again gets back the appointment its close closed.
+        appointments_reopen_for_items(reopened_from, now=moment)
     _escalations_sync(patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered)
     # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
     plan_states_sync({p.pk: plans[p.pk] for p in patients}, result=result, now=moment)

@@ -16,6 +16,7 @@ from scheduling.appointments import (
     appointment_cancel,
     appointment_move,
     appointments_close_for_items,
+    appointments_reopen_for_items,
 )
 from scheduling.models import Appointment, ItemStatus, PlanItem
 from tests.factories import CareTeamFactory, PatientFactory
@@ -252,3 +253,29 @@ def test_closing_items_closes_their_appointments(
     assert a_untouched.status == "booked"
     assert a_dropped.history.first().history_change_reason == "plan item closed"  # type: ignore[attr-defined]
     assert appointments_close_for_items([]) == 0
+
+
+def test_reopened_items_get_back_only_the_appointments_their_close_closed(patient: Any, nurse: Any, team: Any) -> None:
+    """An appointment comes back if the item's close closed it and its slot is still free."""
+    back, taken, earlier = make_item(patient, key="a"), make_item(patient, key="b"), make_item(patient, key="c")
+    n2 = other_nurse(team)
+    a_back = appointment_book(plan_item=back, starts_at=at("2026-07-10"), nurse=nurse, by=nurse)
+    a_taken = appointment_book(plan_item=taken, starts_at=at("2026-07-11"), nurse=n2, by=nurse)
+    a_earlier = appointment_book(plan_item=earlier, starts_at=at("2026-07-12"), nurse=nurse, by=nurse)
+    appointment_cancel(appointment=a_earlier, by=nurse, reason="patient away")  # before the close
+    closed = at("2026-06-02")
+    back.status = taken.status = earlier.status = ItemStatus.DONE
+    assert appointments_close_for_items([back, taken, earlier], now=closed) == 2
+    # Meanwhile the second nurse is booked over the slot of the second item's appointment.
+    other = make_item(PatientFactory(care_team=team), key="d")
+    appointment_book(plan_item=other, starts_at=at("2026-07-11"), nurse=n2, by=nurse)
+    reopened = appointments_reopen_for_items(
+        {back.pk: closed, taken.pk: closed, earlier.pk: closed}, now=at("2026-06-03")
+    )
+    assert reopened == 1
+    for row in (a_back, a_taken, a_earlier):
+        row.refresh_from_db()
+    assert (a_back.status, a_back.sequence) == ("booked", 1)
+    assert a_taken.status == "done"  # its slot went to another patient: book the item again
+    assert a_earlier.status == "cancelled"  # cancelled by staff before the close, not by it
+    assert appointments_reopen_for_items({}) == 0

@@ -551,8 +551,8 @@ def test_nightly_passes_leave_the_outbox_as_a_full_sync_would() -> None:
     from datetime import timedelta
 
     from django.core.management import call_command
-    from django.db.models import F, Value
-    from django.db.models.functions import Concat
+    from django.db.models import CharField, F, Value
+    from django.db.models.functions import Cast, Concat
 
     from notifications.models import Device, OutboxMessage
     from notifications.services import outbox_sync
@@ -564,7 +564,9 @@ def test_nightly_passes_leave_the_outbox_as_a_full_sync_would() -> None:
             "demo_data", "--patients", "24", "--seed", "5", "--team", "Nuit", stdout=StringIO(), stderr=StringIO()
         )
         team_patients = Patient.objects.filter(care_team__name="Nuit")
-        team_patients.update(email=Concat(Value("p"), F("pk"), Value("@example.org")), consent_email=True)
+        team_patients.update(
+            email=Concat(Value("p"), Cast(F("pk"), CharField()), Value("@example.org")), consent_email=True
+        )
         ids = sorted(team_patients.values_list("pk", flat=True))
         for pk in ids[::4]:
             Device.objects.create(
@@ -610,7 +612,7 @@ def test_bulk_replan_resyncs_the_outbox_of_closed_reopened_and_moved_items(op_pa
     from notifications.services import outbox_sync
     from patients.models import LabResult, Patient
 
-    patient, _ = op_patient
+    patient, course = op_patient
     Patient.objects.filter(pk=patient.pk).update(email="jeanne@example.org", consent_email=True)
 
     def bulk_pass(moment: Any) -> services.SyncResult:
@@ -623,7 +625,7 @@ def test_bulk_replan_resyncs_the_outbox_of_closed_reopened_and_moved_items(op_pa
     with time_machine.travel(at("2026-01-16", 18), tick=False):
         outbox_sync(patients=[Patient.objects.get(pk=patient.pk)])
     bulk_pass(at("2026-07-13", 18))
-    post = PlanItem.objects.get(patient=patient, key="calcium_check:1:1:post")
+    post = PlanItem.objects.get(patient=patient, key=f"calcium_check:{course.pk}:1:post")
     assert OutboxMessage.objects.filter(plan_item=post, state=OutboxState.PENDING).exists()
 
     lab = LabResult.objects.filter(patient=patient).latest("drawn_on")
@@ -639,4 +641,26 @@ def test_bulk_replan_resyncs_the_outbox_of_closed_reopened_and_moved_items(op_pa
 
     DoseRecord.objects.filter(patient=patient).update(given_at=at("2026-01-20", 8), given_on=date(2026, 1, 20))
     moved = bulk_pass(at("2026-07-14", 21))
-    assert "injection:1:2" in {row.key for row in moved.moved} and not (moved.created or moved.closed)
+    assert f"injection:{course.pk}:2" in {row.key for row in moved.moved} and not (moved.created or moved.closed)
+
+
+def test_a_voided_dose_gives_the_item_back_its_appointment(
+    op_patient: tuple[Any, Any], nurse: Any, give: Any, calcium: Any
+) -> None:
+    """Recording the dose marks the injection's booked appointment done; voiding the dose (a
+    mistake) books it again, one SEQUENCE up for calendars, audited."""
+    from scheduling.appointments import appointment_book
+    from scheduling.models import Appointment
+
+    patient, course = op_patient
+    with time_machine.travel(at("2026-07-10", 9), tick=False):
+        calcium(patient, "2026-07-09")
+        item = _open_injection(patient)
+        slot = appointment_book(plan_item=item, starts_at=at("2026-07-13", 14), nurse=nurse, by=nurse)
+        mistake = give(patient, course, "2026-07-10")
+        slot.refresh_from_db()
+        assert (slot.status, slot.sequence) == (Appointment.Status.DONE, 0)
+        booklet.dose_void(dose=mistake, reason="entered on the wrong patient", by=nurse)
+    slot.refresh_from_db()
+    assert (slot.status, slot.sequence, slot.cancelled_at) == (Appointment.Status.BOOKED, 1, None)
+    assert slot.history.first().history_change_reason == "plan item reopened"  # type: ignore[attr-defined]
