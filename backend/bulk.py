@@ -32,7 +32,7 @@ from django.db import connections, router, transaction
 from django.db.models import Field, Model
 from psycopg.types.json import Json, Jsonb
 
-__all__ = ["rows_update"]
+__all__ = ["array_text", "rows_update"]
 
 # Rows per statement: one array per column, so the statement's size does not grow with it; the
 # bound only keeps each array under a few megabytes.
@@ -77,16 +77,16 @@ def rows_update(objs: Sequence[Model], fields: Sequence[str], *, batch_size: int
     with transaction.atomic(using=alias, savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(objs), batch_size):
             chunk = objs[start : start + batch_size]
-            params = [_array_text([pk.get_db_prep_value(obj.pk, connection) for obj in chunk])]
+            params = [array_text([pk.get_db_prep_value(obj.pk, connection) for obj in chunk])]
             for field in columns:
                 attname = field.attname
-                params.append(_array_text([field.get_db_prep_save(getattr(obj, attname), connection) for obj in chunk]))
+                params.append(array_text([field.get_db_prep_save(getattr(obj, attname), connection) for obj in chunk]))
             cursor.execute(sql, params)
             written += cursor.rowcount
     return written
 
 
-def _array_text(values: list[Any]) -> str | list[Any]:
+def array_text(values: list[Any]) -> str | list[Any]:
     """``values`` as the text of a PostgreSQL array (``{1,NULL,"a \\"b\\""}``), which the statement
     casts to the column's array type; ``values`` as they are if one is of a kind not written here
     (psycopg then sends the list).

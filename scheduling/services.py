@@ -28,7 +28,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from backend.bulk import rows_update
+from backend.bulk import array_text, rows_update
 from backend.errors import CarnetError
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
@@ -287,7 +287,8 @@ def _one_parameter(values: set[str]) -> Any:
     from django.db import connection
 
     if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::text[])", [sorted(values)])
+        # As array text (``backend.bulk.array_text``): psycopg would quote each key in Python.
+        return RawSQL("SELECT unnest(%s::text[])", [array_text(sorted(values))])
     return values
 
 
