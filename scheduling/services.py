@@ -276,7 +276,9 @@ def _plans_store(
 
         # And an item planned again gets back the appointment its close closed.
         appointments_reopen_for_items(reopened_from, now=moment)
-    _escalations_sync(patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered)
+    _escalations_sync(
+        patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered, reopened_from=reopened_from
+    )
     # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
     plan_states_sync({p.pk: plans[p.pk] for p in patients}, result=result, now=moment)
 
@@ -544,6 +546,7 @@ def _escalations_sync(
     moment: datetime,
     today_by_patient: dict[int, date],
     unchanged: Sequence[_Ladder] = (),
+    reopened_from: dict[int, datetime] | None = None,
 ) -> None:
     """Open each reached level once; resolve a ladder when its item is done or cancelled.
 
@@ -557,8 +560,8 @@ def _escalations_sync(
     ]
     open_items += [row for row in created_rows if row.level]
     open_items += [row for row in unchanged if row.status in OPEN_STATUSES]
-    if result.reopened:
-        _escalations_reopen(result, moment)
+    if reopened_from:
+        _escalations_reopen(result, reopened_from, moment)
     existing: set[tuple[int, str]] = set(
         Escalation.objects.filter(patient_id__in=patient_ids).values_list("plan_item_id", "level")
     )
@@ -602,11 +605,11 @@ def _escalations_sync(
 _CLOSED_WITH_ITEM = ("given", "cancelled")
 
 
-def _escalations_reopen(result: SyncResult, moment: datetime) -> None:
-    """Items planned again after a close (their dose voided): the levels they still stand at,
-    resolved by that close, open again, unacknowledged, as of ``moment``, with new messages
-    (``reopened`` counts it). Levels above the item's present one stay resolved; levels it
-    reaches later open as usual."""
+def _escalations_reopen(result: SyncResult, closed_at: dict[int, datetime], moment: datetime) -> None:
+    """Items planned again after a close (their dose voided; ``closed_at``: item pk -> when it
+    had been closed): the levels they still stand at, resolved by that close, open again,
+    unacknowledged, as of ``moment``, with new messages (``reopened`` counts it). Levels above
+    the item's present one stay resolved; levels it reaches later open as usual."""
     reached = {row.pk: LEVELS[: LEVELS.index(row.level) + 1] for row in result.reopened if row.level in LEVELS}
     if not reached:
         return
@@ -615,7 +618,7 @@ def _escalations_reopen(result: SyncResult, moment: datetime) -> None:
         for esc in Escalation.objects.filter(
             plan_item_id__in=list(reached), resolved_at__isnull=False, resolution__in=_CLOSED_WITH_ITEM
         ).order_by("pk")
-        if esc.level in reached[esc.plan_item_id]
+        if esc.level in reached[esc.plan_item_id] and esc.resolved_at == closed_at[esc.plan_item_id]
     ]
     for esc in rows:
         esc.resolved_at, esc.resolution, esc.acknowledged_at, esc.acknowledged_by = None, "", None, None
