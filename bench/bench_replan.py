@@ -6,7 +6,7 @@
 One process (one core) re-plans a sample of patients with ``scheduling.services.plans_rebuild``,
 the production path of the nightly pass and of a rules change: read the facts (``plan_inputs``),
 run the pure rules for every patient, diff against the stored plan, write what changed, sync
-escalations and the outbox. The first pass over patients without a plan builds it (reported
+escalations, and the outbox of the patients whose messages can have changed. The first pass over patients without a plan builds it (reported
 apart; a plan loaded without its digest, as the loader's twins are, gets it then: counted
 apart). The timed runs re-plan with unchanged facts, which is what "re-plan everyone" mostly
 is: the rules still run for everyone, and each plan's digest (``plan_digest``, stored on its
