@@ -6,13 +6,13 @@
 One process (one core) re-plans a sample of patients with ``scheduling.services.plans_rebuild``,
 the production path of the nightly pass and of a rules change: read the facts (``plan_inputs``),
 run the pure rules for every patient, diff against the stored plan, write what changed, sync
-escalations, and the outbox of the patients whose messages can have changed. The first pass over patients without a plan builds it (reported
-apart; a plan loaded without its digest, as the loader's twins are, gets it then: counted
-apart). The timed runs re-plan with unchanged facts, which is what "re-plan everyone" mostly
-is: the rules still run for everyone, and each plan's digest (``plan_digest``, stored on its
-plan state) tells that nothing is to be written without reading its items. The breakdown
-times the pure engine alone over the same facts (the reference: what the rules cost without the
-database). Target: at least 2,000 patients/s per core.
+escalations, and the outbox of the patients whose messages can have changed. The first pass over
+patients without a plan builds it (reported apart; a plan loaded without its digest, as the
+loader's twins are, gets it then: counted apart). The timed runs re-plan with unchanged facts,
+which is what "re-plan everyone" mostly is: the rules still run for everyone, and each plan's
+digest (``plan_digest``, stored on its plan state) tells that nothing is to be written without
+reading its items. The breakdown times the pure engine alone over the same facts (the reference:
+what the rules cost without the database). Target: at least 2,000 patients/s per core.
 """
 
 from __future__ import annotations
