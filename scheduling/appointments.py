@@ -235,15 +235,7 @@ def appointments_close_for_items(
             row.cancelled_at = moment
             row.sequence += 1
         row.updated_at = moment
-    if rows:
-        bulk_update_with_history(
-            rows,
-            Appointment,
-            ["status", "cancelled_at", "sequence", "updated_at"],
-            batch_size=500,
-            default_user=by,
-            default_change_reason="plan item closed",
-        )
+    _status_write(rows, reason="plan item closed", by=by)
     return len(rows)
 
 
@@ -287,12 +279,18 @@ def appointments_reopen_for_items(closed_at: dict[int, datetime], *, now: dateti
         row.status, row.cancelled_at, row.updated_at = Appointment.Status.BOOKED, None, moment
         row.sequence += 1
         rows.append(row)
+    _status_write(rows, reason="plan item reopened")
+    return len(rows)
+
+
+def _status_write(rows: list[Appointment], *, reason: str, by: User | None = None) -> None:
+    """Store the status of appointments that follow their plan item, with their history rows."""
     if rows:
         bulk_update_with_history(
             rows,
             Appointment,
             ["status", "cancelled_at", "sequence", "updated_at"],
             batch_size=500,
-            default_change_reason="plan item reopened",
+            default_user=by,
+            default_change_reason=reason,
         )
-    return len(rows)
