@@ -253,7 +253,8 @@ def appointments_reopen_for_items(closed_at: dict[int, datetime], *, now: dateti
     moment = now or timezone.now()
     # One read, locked: the item's appointments that the close may have closed, and any booked since.
     found = list(
-        Appointment.objects.select_for_update()
+        Appointment.objects.select_for_update(of=("self",))
+        .select_related("nurse")  # read with the row: the slot check needs each one's nurse
         .filter(plan_item_id__in=list(closed_at))
         .exclude(plan_item_id=None)
         .order_by("pk")

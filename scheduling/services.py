@@ -240,13 +240,14 @@ def _plans_store(
                 # once) and calendars take the un-cancelled event (a higher SEQUENCE).
                 reopened_from[row.pk] = row.closed_at
                 row.closed_at = None
-                row.version += 1
-                columns.update(("closed_at", "version"))
+                columns.add("closed_at")
                 result.reopened.append(row)
+            if moved or row.pk in reopened_from:
+                row.version += 1  # once, when an item both reopens and moves
+                columns.add("version")
             if moved:
-                row.version += 1
                 row.dates_changed_at = moment
-                columns.update(("version", "dates_changed_at"))
+                columns.add("dates_changed_at")
                 result.moved.append(row)
             row.updated_at = moment
             to_update.append(row)
