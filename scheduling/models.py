@@ -171,6 +171,9 @@ class PlanState(models.Model):
     # whose rules give the same plan writes nothing and reads none of its items. NULL: diff the
     # items (rows written before it existed, or by a loader).
     digest = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The patient's local date the late items' ``days_late`` were last written for
+    # (scheduling.services._days_late_sync): a re-plan on that same date has none to write.
+    late_on = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("plan state")

@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 # --- write: kept in step by every re-plan ----------------------------------------------------
 
 
-def plan_states_sync(plans: Mapping[int, Plan], *, result: SyncResult, now: datetime) -> int:
-    """Store each patient's patient-level flags; give a new revision to every changed plan."""
+def plan_states_sync(plans: Mapping[int, Plan], *, result: SyncResult, now: datetime) -> set[int]:
+    """Store each patient's patient-level flags; give a new revision to every changed plan.
+
+    Returns the patients whose state was written (a new revision).
+    """
     from scheduling.services import flag_json  # lazy: services imports this module
 
     changed = {row.patient_id for rows in (result.created, result.updated, result.closed) for row in rows}
@@ -62,7 +65,7 @@ def plan_states_sync(plans: Mapping[int, Plan], *, result: SyncResult, now: date
             unique_fields=["patient"],
             update_fields=["flags", "revision", "updated_at"],
         )
-    return len(rows)
+    return {row.patient_id for row in rows}
 
 
 # --- read: the plan endpoints -----------------------------------------------------------------

@@ -79,10 +79,10 @@ def _ladder_flags(item: PlanItem, p: Protocol) -> list[Flag]:
         return []
     level = next(lvl for lvl in p.escalation if lvl.level == item.level)
     rule = {DMAB_OP: "OP-04", DMAB_ONCO: "ONC-02", ZOL_ONCO: "ZOL-08"}.get(p.id, "CONS-05")
+    # No ``days_late`` among the params: it moves every day, and the item carries it (kept by the
+    # sync's own update, not by a rewrite of the item and its flags: services._days_late_sync).
     return [
-        make_flag(
-            code, rule, level.severity, subject=item.key, due=item.due, level=item.level, days_late=item.days_late
-        )
+        make_flag(code, rule, level.severity, subject=item.key, due=item.due, level=item.level)
         for code in level.flag_codes
     ]
 

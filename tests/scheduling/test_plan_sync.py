@@ -388,6 +388,58 @@ def test_a_new_day_or_policy_gives_a_new_digest_and_an_item_diff(op_patient: tup
     assert PlanState.objects.get(patient=patient).digest == services.plan_digest(late, config)
 
 
+def test_a_day_that_only_moves_days_late_writes_them_alone(op_patient: tuple[Any, Any]) -> None:
+    """Between two rungs of a ladder only an overdue item's days late move: the item diff leaves
+    the plan as it is (same digest, same rows), one statement writes the days late, the plan gets a
+    new revision (the plan's ETag), and a second re-plan the same day writes nothing."""
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-07-20", 18), tick=False):
+        services.plan_sync(patient=patient)
+    before = PlanState.objects.get(patient=patient)
+    item = _open_injection(patient)
+    assert (item.status, item.days_late, before.late_on) == ("overdue_L1", 5, date(2026, 7, 20))
+    with time_machine.travel(at("2026-07-21", 18), tick=False):
+        with CaptureQueriesContext(connection) as ctx:
+            result = services.plan_sync(patient=patient)
+        plan = services.plan_compute(patient)
+    assert not (result.created or result.updated or result.closed) and result.changed
+    assert result.days_late_written == {patient.pk}
+    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert len(writes) == 2 and writes[0].startswith("UPDATE scheduling_planitem SET days_late"), writes
+    after = PlanState.objects.get(patient=patient)
+    assert after.revision != before.revision and after.digest == before.digest and after.late_on == date(2026, 7, 21)
+    moved = PlanItem.objects.get(pk=item.pk)
+    assert (moved.status, moved.days_late, moved.version, moved.fingerprint) == (
+        "overdue_L1",
+        6,
+        item.version,
+        item.fingerprint,
+    )
+    # Every open row holds the rules' days late of that day, late or not.
+    stored = dict(PlanItem.objects.filter(patient=patient, closed_at=None).values_list("key", "days_late"))
+    assert stored == {i.key: i.days_late for i in plan.items}
+    with time_machine.travel(at("2026-07-21", 22), tick=False), CaptureQueriesContext(connection) as ctx:
+        again = services.plan_sync(patient=patient)
+    assert not again.changed
+    assert [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")] == []
+    assert PlanState.objects.get(patient=patient).revision == after.revision
+
+
+def test_days_late_follow_the_patients_local_date_when_time_goes_back(op_patient: tuple[Any, Any]) -> None:
+    """A re-plan for an earlier instant (a time zone moved west, a replayed pass) writes that
+    date's days late: ``late_on`` names the date, not the last pass."""
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-07-25", 18), tick=False):
+        services.plan_sync(patient=patient)
+    with time_machine.travel(at("2026-07-19", 18), tick=False):
+        services.plan_sync(patient=patient)
+        plan = services.plan_compute(patient)
+    stored = dict(PlanItem.objects.filter(patient=patient, closed_at=None).values_list("key", "days_late"))
+    assert stored == {i.key: i.days_late for i in plan.items}
+    assert _open_injection(patient).days_late == 4
+    assert PlanState.objects.get(patient=patient).late_on == date(2026, 7, 19)
+
+
 def test_plan_digest_is_the_same_in_every_process() -> None:
     """Stored digests are compared by other processes (the nightly pass, workers): the digest
     must not depend on the process's string hashing (PYTHONHASHSEED)."""
@@ -595,10 +647,23 @@ def test_nightly_passes_leave_the_outbox_as_a_full_sync_would() -> None:
             patients = list(Patient.objects.filter(pk__in=ids).order_by("pk"))
             result = services.plans_sync_batch(patients, now=moment, outbox="changed")
             changed = {row.patient_id for row in (*result.created, *result.updated, *result.closed)}
-            plan_changes += len(changed)
+            plan_changes += len(changed | result.days_late_written)
             outbox_resyncs += len(result.outbox_patient_ids())
             check = outbox_sync(patients=patients, now=moment)
             assert (check.created, check.cancelled, check.retimed) == (0, 0, 0), moment
+            # And every open row holds the rules' values of the day, days late included, although
+            # the item diff leaves them out (``_days_late_sync``).
+            stored = set(
+                PlanItem.objects.filter(patient_id__in=ids, closed_at=None).values_list(
+                    "patient_id", "key", "status", "days_late", "fingerprint"
+                )
+            )
+            planned = {
+                (p.pk, key, item.status, item.days_late, fingerprint)
+                for p in patients
+                for key, (item, _flags, fingerprint) in services._plan_fingerprints(services.plan_compute(p)).items()
+            }
+            assert stored == planned, moment
     # The pass did change plans, re-synced the outbox of some, and skipped most.
     assert 0 < outbox_resyncs < plan_changes / 2, (outbox_resyncs, plan_changes)
     assert OutboxMessage.objects.count() > rows_before
