@@ -425,6 +425,33 @@ def test_a_day_that_only_moves_days_late_writes_them_alone(op_patient: tuple[Any
     assert PlanState.objects.get(patient=patient).revision == after.revision
 
 
+@pytest.mark.postgres
+def test_days_late_are_written_in_page_on_postgresql(op_patient: tuple[Any, Any]) -> None:
+    """The daily ``days_late`` statement stays a HOT update (no index reads the column, and the
+    table keeps a fifth of each page free: migration scheduling/0011): if an index ever takes
+    ``days_late`` or ``updated_at``, every nightly write goes through every index again."""
+    patient, _ = op_patient
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = 'scheduling_planitem'")
+        assert "fillfactor=80" in (cursor.fetchone()[0] or [])
+    with time_machine.travel(at("2026-07-20", 18), tick=False):
+        services.plan_sync(patient=patient)
+
+    def updates() -> tuple[int, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'scheduling_planitem'"
+            )
+            row = cursor.fetchone()
+        return int(row[0]), int(row[1])
+
+    before = updates()
+    with time_machine.travel(at("2026-07-21", 18), tick=False):
+        assert services.plan_sync(patient=patient).days_late_written == {patient.pk}
+    written, hot = (after - first for after, first in zip(updates(), before, strict=True))
+    assert written > 0 and hot == written
+
+
 def test_days_late_follow_the_patients_local_date_when_time_goes_back(op_patient: tuple[Any, Any]) -> None:
     """A re-plan for an earlier instant (a time zone moved west, a replayed pass) writes that
     date's days late: ``late_on`` names the date, not the last pass."""
