@@ -348,9 +348,11 @@ def _days_late_sync(
     late = {row[0] for row in rows}
     stamp = connection.ops.adapt_datetimefield_value(moment)
     written: set[int] = set()
+    # One array per column on PostgreSQL; three placeholders a row elsewhere (SQLite's limit).
+    size = _DAYS_LATE_CHUNK if connection.vendor == "postgresql" else _DAYS_LATE_CHUNK_VALUES
     with connection.cursor() as cursor:
-        for start in range(0, len(rows), _DAYS_LATE_CHUNK):
-            chunk = rows[start : start + _DAYS_LATE_CHUNK]
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
             if connection.vendor == "postgresql":
                 # One array per column, as backend.bulk.rows_update sends them.
                 sql = _DAYS_LATE_SQL.format(
@@ -379,6 +381,7 @@ def _days_late_sync(
 
 
 _DAYS_LATE_CHUNK = 5000
+_DAYS_LATE_CHUNK_VALUES = 300
 # VALUES names its columns column1, column2, … on PostgreSQL and SQLite alike.
 _DAYS_LATE_SQL = (
     "UPDATE scheduling_planitem SET days_late = v.column3, updated_at = %s FROM {source}"

@@ -425,6 +425,25 @@ def test_a_day_that_only_moves_days_late_writes_them_alone(op_patient: tuple[Any
     assert PlanState.objects.get(patient=patient).revision == after.revision
 
 
+def test_days_late_are_written_in_chunks(op_patient: tuple[Any, Any], monkeypatch: Any) -> None:
+    """Late items of many patients go out in chunks (one row each here): every one is written."""
+    monkeypatch.setattr(services, "_DAYS_LATE_CHUNK", 1)
+    monkeypatch.setattr(services, "_DAYS_LATE_CHUNK_VALUES", 1)
+    patient, _ = op_patient
+    with time_machine.travel(at("2026-07-20", 18), tick=False):
+        services.plan_sync(patient=patient)
+    with time_machine.travel(at("2026-07-23", 18), tick=False), CaptureQueriesContext(connection) as ctx:
+        services.plan_sync(patient=patient)
+        plan = services.plan_compute(patient)
+    late = [i for i in plan.items if i.status in services._LATE]
+    statements = [
+        q["sql"] for q in ctx.captured_queries if q["sql"].startswith("UPDATE scheduling_planitem SET days_late")
+    ]
+    assert len(late) >= 2 and len(statements) == len(late)
+    stored = dict(PlanItem.objects.filter(patient=patient, closed_at=None).values_list("key", "days_late"))
+    assert stored == {i.key: i.days_late for i in plan.items}
+
+
 @pytest.mark.postgres
 def test_days_late_are_written_in_page_on_postgresql(op_patient: tuple[Any, Any]) -> None:
     """The daily ``days_late`` statement stays a HOT update (no index reads the column, and the
