@@ -444,6 +444,23 @@ def test_days_late_are_written_in_chunks(op_patient: tuple[Any, Any], monkeypatc
     assert stored == {i.key: i.days_late for i in plan.items}
 
 
+def test_days_late_follow_a_time_zone_change(op_patient: tuple[Any, Any], nurse: Any) -> None:
+    """A patient who moves west of Paris just after midnight is back on the previous local date:
+    the item diff sees nothing (same statuses) and the days late go back one day."""
+    patient, _ = op_patient
+    late_evening_utc = at("2026-07-21", 0).replace(minute=30)  # 00:30 in Paris, 18:30 in New York
+    with time_machine.travel(late_evening_utc, tick=False):
+        services.plan_sync(patient=patient)
+        assert _open_injection(patient).days_late == 6
+        booklet.patient_update(patient=patient, timezone="America/New_York", by=nurse)
+        patient.refresh_from_db()
+        plan = services.plan_compute(patient)
+    assert _open_injection(patient).days_late == 5
+    stored = dict(PlanItem.objects.filter(patient=patient, closed_at=None).values_list("key", "days_late"))
+    assert stored == {i.key: i.days_late for i in plan.items}
+    assert PlanState.objects.get(patient=patient).late_on == date(2026, 7, 20)
+
+
 @pytest.mark.postgres
 def test_days_late_are_written_in_page_on_postgresql(op_patient: tuple[Any, Any]) -> None:
     """The daily ``days_late`` statement stays a HOT update (no index reads the column, and the
