@@ -30,6 +30,11 @@ def _injections(patient: Any) -> list[PlanItem]:
     return list(PlanItem.objects.filter(patient=patient, kind="injection").order_by("due"))
 
 
+def _writes(ctx: CaptureQueriesContext) -> list[str]:
+    """The statements captured by ``ctx`` that write (INSERT, UPDATE, DELETE)."""
+    return [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+
+
 def _open_injection(patient: Any) -> PlanItem:
     """The next injection: the plan projects 24 months ahead, so take the earliest open one."""
     return PlanItem.objects.filter(patient=patient, kind="injection", closed_at__isnull=True).order_by("due")[0]
@@ -63,7 +68,7 @@ def test_replanning_unchanged_facts_writes_nothing(op_patient: tuple[Any, Any]) 
     with time_machine.travel(at("2026-01-15", 18), tick=False), CaptureQueriesContext(connection) as ctx:
         result = services.plan_sync(patient=patient)
     assert not result.changed
-    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    writes = _writes(ctx)
     assert writes == []
     after = {r.key: (r.version, r.updated_at) for r in PlanItem.objects.filter(patient=patient)}
     assert after == before
@@ -404,7 +409,7 @@ def test_a_day_that_only_moves_days_late_writes_them_alone(op_patient: tuple[Any
         plan = services.plan_compute(patient)
     assert not (result.created or result.updated or result.closed) and result.changed
     assert result.days_late_written == {patient.pk}
-    writes = [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
+    writes = _writes(ctx)
     assert len(writes) == 2 and writes[0].startswith("UPDATE scheduling_planitem SET days_late"), writes
     after = PlanState.objects.get(patient=patient)
     assert after.revision != before.revision and after.digest == before.digest and after.late_on == date(2026, 7, 21)
@@ -421,7 +426,7 @@ def test_a_day_that_only_moves_days_late_writes_them_alone(op_patient: tuple[Any
     with time_machine.travel(at("2026-07-21", 22), tick=False), CaptureQueriesContext(connection) as ctx:
         again = services.plan_sync(patient=patient)
     assert not again.changed
-    assert [q["sql"] for q in ctx.captured_queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")] == []
+    assert _writes(ctx) == []
     assert PlanState.objects.get(patient=patient).revision == after.revision
 
 
