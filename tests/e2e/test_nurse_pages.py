@@ -200,11 +200,15 @@ def test_nurse_books_and_records_an_overdue_denosumab_dose(browser: Any, live_se
     nurse.goto(f"/patients/{late.public_id}/courses/{clinic.late_course.public_id}/stop/")
     page.fill("#id_reason", "Fin du traitement")
     page.click("main form button[value=preview]")
+    # The click returns once the POST's page starts loading: wait for the preview it renders
+    # (a busy machine let the count run on the form page before it, see session 8's note).
+    page.locator("#preview").wait_for()
     assert page.locator("#preview tr.added").count() >= 1
     nurse.shoot("course-stop-preview")
     nurse.goto(f"/patients/{late.public_id}/courses/new/")
     page.select_option("#id_protocol", "vitamin_d_50000iu")
     page.click("main form button[value=preview]")
+    page.locator("#preview").wait_for()
     assert page.locator("#preview").is_visible()
     nurse.shoot("course-start-preview")
 
