@@ -32,7 +32,7 @@ from django.db import connections, router, transaction
 from django.db.models import Field, Model
 from psycopg.types.json import Json, Jsonb
 
-__all__ = ["array_text", "rows_update"]
+__all__ = ["array_text", "rows_insert_sql", "rows_update"]
 
 # Rows per statement: one array per column, so the statement's size does not grow with it; the
 # bound only keeps each array under a few megabytes.
@@ -84,6 +84,37 @@ def rows_update(objs: Sequence[Model], fields: Sequence[str], *, batch_size: int
             cursor.execute(sql, params)
             written += cursor.rowcount
     return written
+
+
+def rows_insert_sql(objs: Sequence[Model], *, connection: Any, suffix: str = "") -> tuple[str, list[Any]]:
+    """``INSERT INTO t (c1, …) SELECT * FROM unnest(%s::c1_type[], …) <suffix>`` for ``objs``
+    (new instances of one model) on PostgreSQL: the statement and its parameters, one array per
+    column, so that a caller can add ``ON CONFLICT``, ``RETURNING`` or wrap it in a CTE.
+
+    The values are those ``bulk_create`` writes: every concrete column but an automatic primary
+    key, each value through its field's ``pre_save(obj, add=True)`` (``auto_now_add``,
+    ``auto_now``: set on the objects too) and ``get_db_prep_save``.
+    """
+    if not objs:
+        raise ValueError("rows_insert_sql: no object to insert")
+    model = type(objs[0])
+    if any(type(obj) is not model for obj in objs):
+        raise ValueError("rows_insert_sql: all objects must be instances of one model")
+    meta = model._meta
+    pk = meta.pk
+    fields = [
+        field
+        for field in meta.concrete_fields
+        if not (field is pk and getattr(field, "db_returning", False)) and not getattr(field, "generated", False)
+    ]
+    qn = connection.ops.quote_name
+    names = ", ".join(qn(_column(field)) for field in fields)
+    arrays = ", ".join(f"%s::{_array_type(field, connection)}" for field in fields)
+    params = [
+        array_text([field.get_db_prep_save(field.pre_save(obj, True), connection) for obj in objs]) for field in fields
+    ]
+    sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT * FROM unnest({arrays}) {suffix}".rstrip()  # noqa: S608
+    return sql, params
 
 
 def array_text(values: list[Any]) -> str | list[Any]:

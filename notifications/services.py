@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from backend.bulk import rows_update
+from backend.bulk import rows_insert_sql, rows_update
 from backend.errors import CarnetError
 from notifications import policy
 from notifications.models import (
@@ -497,9 +497,24 @@ def outbox_sync(
 
 
 def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
-    """Insert rows, skipping keys that already exist (a concurrent re-plan), and audit them."""
+    """Insert rows, skipping keys that already exist (a concurrent re-plan), and audit them.
+
+    On PostgreSQL one statement per 500 rows inserts them and writes the audit entry of each row
+    it inserted from what the insert returned (``WITH done AS (INSERT … ON CONFLICT (key) DO
+    NOTHING RETURNING …) INSERT INTO <history> SELECT … FROM done``, as the delivery outcomes do):
+    ``bulk_create``, the re-read by key and ``bulk_history_create`` cost ~0.55 ms of Python a
+    row, for the next day's new reminders at a million patients. The same values and entries
+    (tested against this ORM path, which other databases take).
+    """
     if not rows:
         return 0
+    if connection.vendor == "postgresql" and getattr(settings, "SIMPLE_HISTORY_ENABLED", True):
+        return _create_rows_audited(rows, reason=reason)
+    return _create_rows_orm(rows, reason=reason)
+
+
+def _create_rows_orm(rows: list[OutboxMessage], *, reason: str) -> int:
+    """``create_rows`` through the ORM and django-simple-history."""
     OutboxMessage.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
     keys = [r.key for r in rows]
     fresh: list[OutboxMessage] = []
@@ -507,6 +522,24 @@ def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
         fresh.extend(OutboxMessage.objects.filter(key__in=keys[start : start + 900]))
     OutboxMessage.history.bulk_history_create(fresh, batch_size=500, default_change_reason=reason)
     return len(fresh)
+
+
+def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
+    """``create_rows`` on PostgreSQL: the rows and their audit entries, one statement a chunk."""
+    # The delivery outcomes' audit statement (lazy: delivery imports this module).
+    from notifications.delivery import _audit_columns, _with_audit_sql
+
+    date_field = _audit_columns()[3]
+    written = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            insert, params = rows_insert_sql(
+                rows[start : start + 500], connection=connection, suffix="ON CONFLICT (key) DO NOTHING"
+            )
+            params += [date_field.get_db_prep_save(timezone.now(), connection), reason, "+"]
+            cursor.execute(_with_audit_sql(insert), params)
+            written += cursor.rowcount
+    return written
 
 
 def _close(rows: Iterable[Any], *, state: str, reason: str, now: datetime) -> int:

@@ -207,3 +207,38 @@ def test_texts_uuids_booleans_and_decimals_read_back_as_written() -> None:
         assert [getattr(ours[patient.pk], f) for f in fields if f != "public_id"] == [
             getattr(theirs[twin.pk], f) for f in fields if f != "public_id"
         ]
+
+
+def test_rows_insert_sql_refuses_what_it_cannot_write() -> None:
+    """No statement for no rows, nor for rows of two models."""
+    from backend.bulk import rows_insert_sql
+
+    with pytest.raises(ValueError, match="no object"):
+        rows_insert_sql([], connection=connection)
+    with pytest.raises(ValueError, match="one model"):
+        rows_insert_sql([PlanItem(key="a"), PlanState()], connection=connection)
+
+
+@pytest.mark.postgres
+def test_rows_insert_sql_writes_what_bulk_create_writes() -> None:
+    """Every column but the automatic key, defaults and ``auto_now`` included, from arrays."""
+    from backend.bulk import rows_insert_sql
+
+    patient = PatientFactory()
+    item = PlanItem(
+        patient=patient, key='k "1" \\ {x}', kind="injection", rule="OP-01", due=date(2026, 7, 15), status="due",
+        escalation={"L1": "2026-07-16"}, blocked_by=["CA-03"], dose_mg=Decimal("60.0"),
+    )  # fmt: skip
+    sql, params = rows_insert_sql([item], connection=connection, suffix="RETURNING id")
+    assert '"id"' not in sql.split("SELECT")[0]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (pk,) = cursor.fetchone()
+    stored = PlanItem.objects.get(pk=pk)
+    assert (stored.key, stored.escalation, stored.blocked_by, stored.dose_mg) == (
+        item.key,
+        {"L1": "2026-07-16"},
+        ["CA-03"],
+        Decimal("60.0"),
+    )
+    assert stored.public_id == item.public_id and stored.created_at == item.created_at is not None

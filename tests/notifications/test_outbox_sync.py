@@ -228,3 +228,72 @@ def test_acknowledging_stops_repeats_resolving_closes(
     services.escalation_messages_stop(escalation=esc)
     assert not OutboxMessage.objects.filter(escalation=esc, state="pending").exists()
     assert OutboxMessage.objects.filter(escalation=esc, kind=MessageKind.ESCALATION).count() == 4
+
+
+@pytest.mark.postgres
+def test_rows_created_in_one_statement_are_those_of_the_orm_with_their_audit(make_patient: Any, make_item: Any) -> None:
+    """``create_rows`` on PostgreSQL (one INSERT … RETURNING feeding the audit insert) stores the
+    very rows and audit entries that ``bulk_create`` and ``bulk_history_create`` store, skips keys
+    that exist, and counts only what it inserted."""
+    from django.db import transaction
+    from django.forms.models import model_to_dict
+
+    patient = make_patient()
+    item = make_item(patient, due="2026-07-15")
+    history = OutboxMessage.history.model
+    tricky = 'quote " backslash \\ brace {} comma , é'
+
+    def rows() -> list[OutboxMessage]:
+        return [
+            OutboxMessage(
+                key=f"k{n}",
+                kind=MessageKind.REMINDER,
+                channel="email",
+                patient=patient,
+                plan_item=item if n else None,
+                item_version=1 if n else None,
+                offset_days=-n,
+                language="fr",
+                context={"title": tricky, "n": n, "list": [1, None, "x"]},
+                send_at=z("2026-07-01T07:00:00"),
+                next_attempt_at=z("2026-07-01T07:00:00"),
+            )
+            for n in range(3)
+        ]
+
+    def stored() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        own = {"id", "history_id", "history_date"}
+        messages = [
+            {k: v for k, v in model_to_dict(m).items() if k != "id"}
+            | {"created_at": m.created_at, "updated_at": m.updated_at}
+            for m in OutboxMessage.objects.order_by("key")
+        ]
+        entries = [
+            {f.attname: getattr(h, f.attname) for f in history._meta.concrete_fields if f.attname not in own}
+            for h in history.objects.order_by("key")
+        ]
+        return messages, entries
+
+    class _Undo(Exception):
+        pass
+
+    with time_machine.travel(z("2026-06-30T10:00:00"), tick=False):
+        try:
+            with transaction.atomic():
+                assert services._create_rows_orm(rows(), reason="planned") == 3
+                reference = stored()
+                raise _Undo
+        except _Undo:
+            pass
+        assert not OutboxMessage.objects.exists()
+        with CaptureQueriesContext(connection) as ctx:
+            assert services.create_rows(rows(), reason="planned") == 3
+        assert len(ctx.captured_queries) == 1
+        assert stored() == reference
+        assert reference[1][0]["history_type"] == "+" and reference[1][0]["history_change_reason"] == "planned"
+        # Existing keys are skipped, and neither written nor audited again.
+        again = rows()[1:]
+        again.append(OutboxMessage(**{**model_to_dict(rows()[0], exclude=["id", "patient", "plan_item"]), "key": "k9"}))
+        again[-1].patient = patient
+        assert services.create_rows(again, reason="planned") == 1
+    assert OutboxMessage.objects.count() == 4 and history.objects.count() == 4
