@@ -43,9 +43,7 @@ def rows_update(objs: Sequence[Model], fields: Sequence[str], *, batch_size: int
     """Write ``fields`` of ``objs`` (instances of one model) by primary key; the rows written."""
     if not objs:
         return 0
-    model = type(objs[0])
-    if any(type(obj) is not model for obj in objs):
-        raise ValueError("rows_update: all objects must be instances of one model")
+    model = _model_of(objs, "rows_update")
     if not fields:
         raise ValueError("rows_update: no field to write")
     if any(obj.pk is None for obj in objs):
@@ -97,10 +95,7 @@ def rows_insert_sql(objs: Sequence[Model], *, connection: Any, suffix: str = "")
     """
     if not objs:
         raise ValueError("rows_insert_sql: no object to insert")
-    model = type(objs[0])
-    if any(type(obj) is not model for obj in objs):
-        raise ValueError("rows_insert_sql: all objects must be instances of one model")
-    meta = model._meta
+    meta = _model_of(objs, "rows_insert_sql")._meta
     pk = meta.pk
     fields = [
         field
@@ -115,6 +110,14 @@ def rows_insert_sql(objs: Sequence[Model], *, connection: Any, suffix: str = "")
     ]
     sql = f"INSERT INTO {qn(meta.db_table)} ({names}) SELECT * FROM unnest({arrays}) {suffix}".rstrip()  # noqa: S608
     return sql, params
+
+
+def _model_of(objs: Sequence[Model], caller: str) -> type[Model]:
+    """The one model of ``objs`` (not empty), or ``ValueError`` naming ``caller``."""
+    model = type(objs[0])
+    if any(type(obj) is not model for obj in objs):
+        raise ValueError(f"{caller}: all objects must be instances of one model")
+    return model
 
 
 def array_text(values: list[Any]) -> str | list[Any]:

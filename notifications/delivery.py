@@ -343,7 +343,7 @@ def _outcome_parts(row: OutboxMessage, token: str, values: dict[str, Any]) -> tu
     params = [columns[name].get_db_prep_save(value, connection) for name, value in values.items()]
     params += [row.pk, token, OutboxState.SENDING.value]
     if audit:
-        date_field = _audit_columns()[3]
+        date_field = audit_columns()[3]
         params += [date_field.get_db_prep_save(timezone.now(), connection), AUDIT_REASON, "~"]
     return prepared.sql, params, prepared
 
@@ -359,7 +359,7 @@ def _outcome_prepared(names: tuple[str, ...], audit: bool) -> Prepared:
     sql = f"UPDATE {table} SET {assignments} WHERE id = %s AND claim_token = %s AND state = %s"  # noqa: S608
     types = [str(columns[name].db_type(connection)) for name in [*names, "id", "claim_token", "state"]]
     if audit:
-        sql = _with_audit_sql(sql)
+        sql = with_audit_sql(sql)
         history = OutboxMessage.history.model
         own = ("history_date", "history_change_reason", "history_type")
         types += [str(history._meta.get_field(name).db_type(connection)) for name in own]
@@ -478,11 +478,13 @@ class _Outcomes:
         return execute(sql, params, many, context)
 
 
-def _with_audit_sql(update: str) -> str:
-    """``update`` (one row) and the audit entry of what it wrote, as django-simple-history writes it.
+def with_audit_sql(update: str) -> str:
+    """``update`` (an UPDATE or INSERT of outbox rows, without ``RETURNING``) and the audit entry
+    of each row it wrote, as django-simple-history writes it (here for outcomes; also
+    ``services.create_rows``).
 
-    Three more parameters: the entry's date, its change reason and its type."""
-    source, target, table, _date_field = _audit_columns()
+    Three more parameters: the entries' date, their change reason and their type."""
+    source, target, table, _date_field = audit_columns()
     return (
         f"WITH done AS ({update} RETURNING {source}) "  # noqa: S608  # names from the models, values are parameters
         f"INSERT INTO {table} ({target}) SELECT {source}, %s, %s, %s, NULL FROM done"
@@ -490,7 +492,7 @@ def _with_audit_sql(update: str) -> str:
 
 
 @functools.cache
-def _audit_columns() -> tuple[str, str, str, models.Field[Any, Any]]:
+def audit_columns() -> tuple[str, str, str, models.Field[Any, Any]]:
     """The outbox columns an audit entry copies, the history columns they go to (then its own), its
     table and its date field (``OutboxMessage.history`` builds a manager class on each access: once)."""
     history = OutboxMessage.history.model

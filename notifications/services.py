@@ -527,9 +527,9 @@ def _create_rows_orm(rows: list[OutboxMessage], *, reason: str) -> int:
 def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
     """``create_rows`` on PostgreSQL: the rows and their audit entries, one statement a chunk."""
     # The delivery outcomes' audit statement (lazy: delivery imports this module).
-    from notifications.delivery import _audit_columns, _with_audit_sql
+    from notifications.delivery import audit_columns, with_audit_sql
 
-    date_field = _audit_columns()[3]
+    date_field = audit_columns()[3]
     written = 0
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 500):
@@ -537,7 +537,7 @@ def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
                 rows[start : start + 500], connection=connection, suffix="ON CONFLICT (key) DO NOTHING"
             )
             params += [date_field.get_db_prep_save(timezone.now(), connection), reason, "+"]
-            cursor.execute(_with_audit_sql(insert), params)
+            cursor.execute(with_audit_sql(insert), params)
             written += cursor.rowcount
     return written
 
