@@ -9,11 +9,30 @@ can be rebuilt from the database: the outbox holds ``send_at``, beat runs a swee
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
 
 app = Celery("carnet")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _freeze_parent_heap(**_: Any) -> None:
+    """The worker's startup heap (Django, the apps, the tasks) leaves the collector's walks, before
+    the prefork pool forks its children (backend.heap)."""
+    from backend.heap import freeze_startup_heap
+
+    freeze_startup_heap()
+
+
+@worker_process_init.connect
+def _freeze_child_heap(**_: Any) -> None:
+    """What a pool child set up after the fork joins the frozen heap too."""
+    from backend.heap import freeze_startup_heap
+
+    freeze_startup_heap()

@@ -6,6 +6,7 @@ registers it only when started with ``-I backend.tasks``. Production workers nev
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from celery import shared_task
 
 @shared_task(name="backend.tasks.ping")
 def ping(marker_path: str, token: str) -> str:
-    """Append ``token`` and the worker's pid to ``marker_path``; the caller reads it back."""
+    """Append ``token``, the worker's pid and how many objects its collector leaves frozen
+    (``backend.heap``: the startup heap, frozen by ``backend.celery``) to ``marker_path``; the
+    caller reads it back."""
     with Path(marker_path).open("a", encoding="utf-8") as marker:
-        marker.write(f"{token} {os.getpid()}\n")
+        marker.write(f"{token} {os.getpid()} {gc.get_freeze_count()}\n")
     return token

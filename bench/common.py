@@ -64,6 +64,13 @@ def setup_django(settings_module: str = "backend.settings") -> None:
         os.environ.setdefault("DJANGO_DEBUG", "0")  # as in service: no query log, no debug cursor
         os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
         django.setup()
+        # Measure a worker's path: the worker has imported its tasks (and through them the
+        # services) and frozen its startup heap (backend.celery, backend.heap) before any work.
+        from backend.celery import app
+        from backend.heap import freeze_startup_heap
+
+        app.loader.import_default_modules()
+        freeze_startup_heap()
     _django_ready = True
 
 

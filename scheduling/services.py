@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from backend.bulk import array_text, rows_update
 from backend.errors import CarnetError
+from backend.heap import collection_paused
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
 from scheduling.models import (
@@ -131,7 +132,10 @@ def plan_sync(*, patient: Patient, now: datetime | None = None) -> SyncResult:
     return plans_sync_batch([patient], now=now)
 
 
+# A batch of 500 leaves ~75k container objects to the collector (facts, plans, digests, rows) and
+# no reference cycle: the collections they would trigger find nothing (backend.heap).
 @transaction.atomic
+@collection_paused()
 def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None, outbox: str = "all") -> SyncResult:
     """Re-plan ``patients`` in a fixed number of queries and write only the differences.
 

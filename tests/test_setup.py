@@ -214,6 +214,10 @@ def test_the_postgresql_run_really_uses_postgresql() -> None:
 # --- Celery: the probe task through real brokers and real processes ------------------------------
 
 
+# Django, the apps and Celery loaded: ~100k objects a collection would otherwise walk.
+STARTUP_HEAP = 20_000
+
+
 def send_ping(env: dict[str, str], cwd: Path, marker: Path, token: str, *extra: str) -> None:
     done = subprocess.run(
         celery("-A", "backend", "call", "backend.tasks.ping", "--args", json.dumps([str(marker), token]), *extra),
@@ -251,7 +255,10 @@ def test_a_task_round_trips_through_redis_and_a_real_worker(tmp_path: Path, redi
         )
         worker_pid = proc.pid
 
-    assert lines(marker) == [f"{token} {worker_pid}"]
+    [(seen, pid, frozen)] = [line.split() for line in lines(marker)]
+    assert (seen, int(pid)) == (token, worker_pid)
+    # The solo worker froze its startup heap (backend.celery's worker_init, backend.heap).
+    assert int(frozen) > STARTUP_HEAP
     assert broker.llen(queue) == 0
     broker.delete(queue)
 
@@ -309,6 +316,10 @@ def test_the_demo_worker_and_beat_run_tasks_through_the_filesystem_broker(tmp_pa
         wait_for(lambda: len(lines(beaten)) >= 2, timeout=180, what="beat to send the probe twice", logs=logs)
 
     assert not waiting[0].exists(), "the worker should have consumed the message file"
+    # The prefork pool's child ran it, its startup heap frozen (worker_init before the fork, then
+    # worker_process_init in the child: backend.celery, backend.heap).
+    [(_, _, frozen)] = [line.split() for line in lines(called) if line.startswith(token)]
+    assert int(frozen) > STARTUP_HEAP
     assert all(line.startswith("beat ") for line in lines(beaten))
     # Beat loaded the demo's whole schedule from settings, not only the probe.
     with shelve.open(str(var / "celerybeat-schedule"), flag="r") as schedule:  # noqa: S301 -- our own beat's file
