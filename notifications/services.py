@@ -543,14 +543,51 @@ def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
 
 
 def _close(rows: Iterable[Any], *, state: str, reason: str, now: datetime) -> int:
-    """Cancel (or kill) pending rows (anything with a ``pk``), audited; claimed rows are left alone."""
-    rows = list(rows)
-    if not rows:
+    """Cancel (or kill) pending rows (anything with a ``pk``), audited; claimed rows are left alone.
+
+    On PostgreSQL one statement per 5,000 rows changes the pending ones and writes the audit entry
+    of each row it changed from what the UPDATE returned (the delivery outcomes' statement, as
+    ``create_rows`` does); elsewhere an UPDATE, a re-read and ``bulk_history_create``.
+    """
+    pks = [r.pk for r in rows]
+    if not pks:
         return 0
-    changed = OutboxMessage.objects.filter(pk__in=[r.pk for r in rows], state=OutboxState.PENDING).update(
+    if connection.vendor == "postgresql" and getattr(settings, "SIMPLE_HISTORY_ENABLED", True):
+        return _close_audited(pks, state=state, reason=reason, now=now)
+    return _close_orm(pks, state=state, reason=reason, now=now)
+
+
+def _close_audited(pks: list[int], *, state: str, reason: str, now: datetime) -> int:
+    """``_close`` on PostgreSQL: the pending rows of ``pks`` changed and audited, one statement a chunk."""
+    from notifications.delivery import audit_columns, with_audit_sql  # lazy: delivery imports this module
+
+    meta = OutboxMessage._meta
+    quote = connection.ops.quote_name
+    fields = {f.name: f for f in meta.concrete_fields}
+    column = {name: quote(str(fields[name].column)) for name in ("id", "state", "closed_reason", "updated_at")}
+    update = (
+        f"UPDATE {quote(meta.db_table)} SET {column['state']} = %s, {column['closed_reason']} = %s, "  # noqa: S608
+        f"{column['updated_at']} = %s WHERE {column['id']} = ANY(%s::{meta.pk.db_type(connection)}[]) "
+        f"AND {column['state']} = %s"
+    )
+    updated_at = fields["updated_at"].get_db_prep_save(now, connection)
+    date_field = audit_columns()[3]
+    changed = 0
+    with connection.cursor() as cursor:
+        for start in range(0, len(pks), 5000):
+            params = [state, reason, updated_at, pks[start : start + 5000], OutboxState.PENDING.value]
+            params += [date_field.get_db_prep_save(timezone.now(), connection), reason, "~"]
+            cursor.execute(with_audit_sql(update), params)
+            changed += cursor.rowcount
+    return changed
+
+
+def _close_orm(pks: list[int], *, state: str, reason: str, now: datetime) -> int:
+    """``_close`` through the ORM and django-simple-history."""
+    changed = OutboxMessage.objects.filter(pk__in=pks, state=OutboxState.PENDING).update(
         state=state, closed_reason=reason, updated_at=now
     )
-    full = list(OutboxMessage.objects.filter(pk__in=[r.pk for r in rows], state=state, closed_reason=reason))
+    full = list(OutboxMessage.objects.filter(pk__in=pks, state=state, closed_reason=reason))
     OutboxMessage.history.bulk_history_create(full, update=True, default_change_reason=reason)
     return changed
 

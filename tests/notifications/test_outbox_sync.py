@@ -297,3 +297,82 @@ def test_rows_created_in_one_statement_are_those_of_the_orm_with_their_audit(mak
         again[-1].patient = patient
         assert services.create_rows(again, reason="planned") == 1
     assert OutboxMessage.objects.count() == 4 and history.objects.count() == 4
+
+
+@pytest.mark.postgres
+def test_rows_closed_in_one_statement_are_those_of_the_orm_with_their_audit(make_patient: Any, make_item: Any) -> None:
+    """``_close`` on PostgreSQL (one UPDATE … RETURNING feeding the audit insert) changes and audits
+    what the ORM path does: the pending rows only (a claimed row and one already closed are left
+    as they are, unaudited), in one statement, counting the rows it changed."""
+    from django.db import transaction
+    from django.forms.models import model_to_dict
+
+    patient = make_patient()
+    item = make_item(patient, due="2026-07-15")
+    history = OutboxMessage.history.model
+    states = [OutboxState.PENDING, OutboxState.PENDING, OutboxState.SENDING, OutboxState.CANCELLED, OutboxState.PENDING]
+
+    def rows() -> list[OutboxMessage]:
+        made = [
+            OutboxMessage(
+                key=f"k{n}",
+                kind=MessageKind.REMINDER,
+                channel="email",
+                patient=patient,
+                plan_item=item,
+                item_version=1,
+                offset_days=-n,
+                language="fr",
+                context={"n": n},
+                send_at=z("2026-07-01T07:00:00"),
+                next_attempt_at=z("2026-07-01T07:00:00"),
+                state=state,
+                closed_reason="" if state != OutboxState.CANCELLED else "opted_out",
+            )
+            for n, state in enumerate(states)
+        ]
+        services._create_rows_orm(made, reason="planned")
+        return list(OutboxMessage.objects.order_by("key"))
+
+    def stored() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        own = {"id", "history_id", "history_date"}
+        messages = [
+            {k: v for k, v in model_to_dict(m).items() if k != "id"} | {"updated_at": m.updated_at}
+            for m in OutboxMessage.objects.order_by("key")
+        ]
+        entries = [
+            {f.attname: getattr(h, f.attname) for f in history._meta.concrete_fields if f.attname not in own}
+            for h in history.objects.order_by("key", "history_id")
+        ]
+        return messages, entries
+
+    class _Undo(Exception):
+        pass
+
+    closing = z("2026-06-30T10:00:00")
+    with time_machine.travel(closing, tick=False):
+        try:
+            with transaction.atomic():
+                made = rows()
+                pks = [r.pk for r in made]
+                assert services._close_orm(pks, state="cancelled", reason="replanned", now=closing) == 3
+                reference = stored()
+                raise _Undo
+        except _Undo:
+            pass
+        assert not OutboxMessage.objects.exists() and not history.objects.exists()
+        made = rows()
+        with CaptureQueriesContext(connection) as ctx:
+            assert services._close(made, state="cancelled", reason="replanned", now=closing) == 3
+        assert len(ctx.captured_queries) == 1
+    assert stored() == reference
+    messages, entries = reference
+    assert [(m["state"], m["closed_reason"]) for m in messages] == [
+        ("cancelled", "replanned"),
+        ("cancelled", "replanned"),
+        ("sending", ""),
+        ("cancelled", "opted_out"),
+        ("cancelled", "replanned"),
+    ]
+    updates = [(e["key"], e["state"], e["history_change_reason"]) for e in entries if e["history_type"] == "~"]
+    assert updates == [(key, "cancelled", "replanned") for key in ("k0", "k1", "k4")]
