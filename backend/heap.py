@@ -1,16 +1,18 @@
 """Python's cyclic garbage collector, set for a long-running service process.
 
 Carnet's hot paths (the rules, the plan diff, the outbox, a request) allocate many short-lived
-objects and make no reference cycles: reference counting frees them, and every collection the
-allocation count triggers finds nothing. Two settings keep those collections cheap:
+objects and make few reference cycles or none: reference counting frees them, and the collections
+the allocation count triggers find little or nothing (a re-planning pass: nothing, counted with
+``gc.callbacks``). Two settings keep those collections cheap:
 
 - ``freeze_startup_heap``: once a process has loaded Django, the apps and their modules (~100k
   objects that live as long as the process), move them to the permanent generation so a full
   collection no longer walks them. Called by the Celery worker (``backend.celery``), by each
   gunicorn worker (``gunicorn.conf.py``) and by the benchmarks, which measure a worker's path.
-  In a forking server it also spares the children's copy-on-write of the parent's pages.
-- ``collection_paused``: no collection while a pure, allocation-heavy step runs (the rules over
-  a batch of patients); the collector runs again as soon as it ends.
+  Frozen in the Celery parent before its pool forks, the objects also keep their pages shared
+  with the children (a collection writes to every object it walks).
+- ``collection_paused``: no collection while an allocation-heavy step that makes no cycles runs
+  (a re-planning batch); the collector runs again as soon as it ends.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ def collection_paused() -> Iterator[None]:
     """No cyclic collection inside the block; the collector's state is restored after it.
 
     Process-wide (the collector is): another thread's allocations are not collected meanwhile
-    either, for as long as the block runs (a batch of rules, ~0.1–0.3 s). A block entered while
-    the collector is already off leaves it off.
+    either, for as long as the block runs (a re-planning batch of 500 patients: about half a
+    second). A block entered while the collector is already off leaves it off.
     """
     enabled = gc.isenabled()
     if enabled:
