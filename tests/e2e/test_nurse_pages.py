@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connections
 
 from patients.models import DoseRecord
 from scheduling.models import Appointment, PlanItem
@@ -52,6 +53,11 @@ def browser() -> Iterator[Any]:
         try:
             yield b
         finally:
+            # While Playwright's event loop runs in this thread, asgiref keeps Django's connections
+            # per context, not per thread: the test's ORM calls got a connection of their own.
+            # Closed here, while that storage is current; otherwise it outlives the test and
+            # holds the test database open (the PostgreSQL run's teardown warning).
+            connections.close_all()
             b.close()
 
 
