@@ -337,21 +337,20 @@ def _outcome_parts(row: OutboxMessage, token: str, values: dict[str, Any]) -> tu
     """
     values.setdefault("claimed_until", None)
     values["updated_at"] = timezone.now()
-    columns = _outbox_columns()
+    columns = outbox_columns()
     audit = _audit_in_statement() and getattr(settings, "SIMPLE_HISTORY_ENABLED", True)
     prepared = _outcome_prepared(tuple(values), audit)
     params = [columns[name].get_db_prep_save(value, connection) for name, value in values.items()]
     params += [row.pk, token, OutboxState.SENDING.value]
     if audit:
-        date_field = audit_columns()[3]
-        params += [date_field.get_db_prep_save(timezone.now(), connection), AUDIT_REASON, "~"]
+        params += audit_params(AUDIT_REASON, "~")
     return prepared.sql, params, prepared
 
 
 @functools.cache
 def _outcome_prepared(names: tuple[str, ...], audit: bool) -> Prepared:
     """The outcome statement setting the columns ``names`` (and writing its audit entry), with its parameter types."""
-    columns = _outbox_columns()
+    columns = outbox_columns()
     quote = connection.ops.quote_name
     table = quote(OutboxMessage._meta.db_table)
     assignments = ", ".join(f"{quote(str(columns[name].column))} = %s" for name in names)
@@ -483,12 +482,18 @@ def with_audit_sql(update: str) -> str:
     of each row it wrote, as django-simple-history writes it (here for outcomes; also
     ``services.create_rows``).
 
-    Three more parameters: the entries' date, their change reason and their type."""
+    Three more parameters: the entries' date, their change reason and their type (``audit_params``)."""
     source, target, table, _date_field = audit_columns()
     return (
         f"WITH done AS ({update} RETURNING {source}) "  # noqa: S608  # names from the models, values are parameters
         f"INSERT INTO {table} ({target}) SELECT {source}, %s, %s, %s, NULL FROM done"
     )
+
+
+def audit_params(reason: str, history_type: str) -> list[Any]:
+    """The three parameters ``with_audit_sql`` adds: now (the entries' date), the change reason
+    and the history type (``+`` created, ``~`` changed)."""
+    return [audit_columns()[3].get_db_prep_save(timezone.now(), connection), reason, history_type]
 
 
 @functools.cache
@@ -505,7 +510,7 @@ def audit_columns() -> tuple[str, str, str, models.Field[Any, Any]]:
 
 
 @functools.cache
-def _outbox_columns() -> dict[str, models.Field[Any, Any]]:
+def outbox_columns() -> dict[str, models.Field[Any, Any]]:
     return {f.name: f for f in OutboxMessage._meta.concrete_fields}
 
 

@@ -527,16 +527,15 @@ def _create_rows_orm(rows: list[OutboxMessage], *, reason: str) -> int:
 def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
     """``create_rows`` on PostgreSQL: the rows and their audit entries, one statement a chunk."""
     # The delivery outcomes' audit statement (lazy: delivery imports this module).
-    from notifications.delivery import audit_columns, with_audit_sql
+    from notifications.delivery import audit_params, with_audit_sql
 
-    date_field = audit_columns()[3]
     written = 0
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 500):
             insert, params = rows_insert_sql(
                 rows[start : start + 500], connection=connection, suffix="ON CONFLICT (key) DO NOTHING"
             )
-            params += [date_field.get_db_prep_save(timezone.now(), connection), reason, "+"]
+            params += audit_params(reason, "+")
             cursor.execute(with_audit_sql(insert), params)
             written += cursor.rowcount
     return written
@@ -559,11 +558,11 @@ def _close(rows: Iterable[Any], *, state: str, reason: str, now: datetime) -> in
 
 def _close_audited(pks: list[int], *, state: str, reason: str, now: datetime) -> int:
     """``_close`` on PostgreSQL: the pending rows of ``pks`` changed and audited, one statement a chunk."""
-    from notifications.delivery import audit_columns, with_audit_sql  # lazy: delivery imports this module
+    from notifications.delivery import audit_params, outbox_columns, with_audit_sql  # lazy: delivery imports this
 
     meta = OutboxMessage._meta
     quote = connection.ops.quote_name
-    fields = {f.name: f for f in meta.concrete_fields}
+    fields = outbox_columns()
     column = {name: quote(str(fields[name].column)) for name in ("id", "state", "closed_reason", "updated_at")}
     update = (
         f"UPDATE {quote(meta.db_table)} SET {column['state']} = %s, {column['closed_reason']} = %s, "  # noqa: S608
@@ -571,12 +570,11 @@ def _close_audited(pks: list[int], *, state: str, reason: str, now: datetime) ->
         f"AND {column['state']} = %s"
     )
     updated_at = fields["updated_at"].get_db_prep_save(now, connection)
-    date_field = audit_columns()[3]
     changed = 0
     with connection.cursor() as cursor:
         for start in range(0, len(pks), 5000):
             params = [state, reason, updated_at, pks[start : start + 5000], OutboxState.PENDING.value]
-            params += [date_field.get_db_prep_save(timezone.now(), connection), reason, "~"]
+            params += audit_params(reason, "~")
             cursor.execute(with_audit_sql(update), params)
             changed += cursor.rowcount
     return changed
