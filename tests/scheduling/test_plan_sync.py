@@ -797,3 +797,64 @@ def test_a_voided_dose_gives_the_item_back_its_appointment(
     slot.refresh_from_db()
     assert (slot.status, slot.sequence, slot.cancelled_at) == (Appointment.Status.BOOKED, 1, None)
     assert slot.history.first().history_change_reason == "plan item reopened"  # type: ignore[attr-defined]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly pass has read a patient's facts when a nurse records the due injection: the
+    nurse's re-plan waits for the pass's batch to commit, then plans from the dose, so the
+    pass's plan (made without it) never lands over the nurse's. Without the patient lock the
+    nurse's transaction commits first and the batch reopens the injection just given."""
+    import threading
+
+    with time_machine.travel(at("2026-01-15", 11), tick=False):
+        patient = make_patient()
+        calcium(patient, "2026-01-08")
+        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
+        give(patient, course, "2026-01-15")
+    with time_machine.travel(at("2026-07-15", 11), tick=False):
+        calcium(patient, "2026-07-10")
+        assert _open_injection(patient).due == date(2026, 7, 15)  # due today
+
+        read, go = threading.Event(), threading.Event()
+        real = selectors.plan_inputs
+
+        def pausing(patients: Any, **kwargs: Any) -> Any:
+            facts = real(patients, **kwargs)
+            if threading.current_thread().name == "nightly":  # the batch has its facts: hold it there
+                read.set()
+                go.wait(10)
+            return facts
+
+        monkeypatch.setattr(selectors, "plan_inputs", pausing)
+        errors: list[BaseException] = []
+
+        def run(work: Any) -> None:
+            try:
+                work()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        nightly = threading.Thread(
+            target=run, args=(lambda: services.plans_rebuild(patient_ids=[patient.pk]),), name="nightly"
+        )
+        nightly.start()
+        assert read.wait(10)
+        recording = threading.Thread(target=run, args=(lambda: give(patient, course, "2026-07-15"),), name="nurse")
+        recording.start()
+        recording.join(1.5)
+        waited = recording.is_alive()  # behind the batch's lock on the patient
+        go.set()
+        nightly.join(20)
+        recording.join(20)
+        assert not errors
+        assert waited
+        # The stored plan is the one the facts give now: the injection given, the next one in January.
+        assert _open_injection(patient).due == date(2027, 1, 15)
+        state = PlanState.objects.get(patient=patient)
+        assert state.digest == services.plan_digest(services.plan_compute(patient), selectors.rules_config())
