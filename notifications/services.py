@@ -38,6 +38,7 @@ from notifications.models import (
     OutboxState,
     SuppressedAddress,
 )
+from patients.locks import patients_lock
 from patients.models import Patient, Role, StaffMembership, User
 from scheduling.models import OPEN_STATUSES, Escalation, PlanItem
 
@@ -441,6 +442,7 @@ def outbox_sync(
     if not ids:
         return out
     with transaction.atomic():
+        patients_lock(ids)  # not while a re-plan of theirs is writing (already held inside one)
         ctx = _load(ids)
         desired, creatable = _desired(ctx, moment)
         pending = {

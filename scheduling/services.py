@@ -32,6 +32,7 @@ from django.utils import timezone
 from backend.bulk import array_text, rows_update
 from backend.errors import CarnetError
 from backend.heap import collection_paused
+from patients.locks import patients_lock
 from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
 from scheduling.models import (
@@ -150,7 +151,7 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     shapes messages, preferences, devices, consent and contact, re-syncs on its own change).
     """
     moment = now or timezone.now()
-    _patients_lock([p.pk for p in patients])
+    patients_lock([p.pk for p in patients])
     today_by_patient = {p.pk: patient_today(p, moment) for p in patients}
     inputs = selectors.plan_inputs(patients, today_by_patient=today_by_patient)
     config = selectors.rules_config()
@@ -188,31 +189,6 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
         changed_ids = result.outbox_patient_ids()
         outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
     return result
-
-
-def _patients_lock(patient_ids: list[int]) -> None:
-    """One re-plan of a patient at a time, from the facts read to the commit (PostgreSQL).
-
-    A re-plan reads the facts, then writes the plan they give. Two at once on one patient, the
-    nightly pass's batch and a nurse's dose, could commit in the wrong order: the batch, holding
-    facts read before the dose, would store its plan over the one the dose gave (the injection
-    just given due again, its reminders and escalation back) until the next re-plan. So each
-    re-plan first locks its patients' rows, in id order (batches that share patients queue, never
-    deadlock), until its transaction ends: a fact service's re-plan waits for the batch, then
-    reads the facts with its own change. ``FOR NO KEY UPDATE`` leaves inserts referencing the
-    patient (a dose, a lab) free: only a re-plan or an edit of the patient's own row waits. SQLite
-    needs nothing: its transactions take the write lock when they begin (``IMMEDIATE``).
-    """
-    from django.db import connection
-
-    if connection.vendor != "postgresql" or not patient_ids:
-        return
-    table = connection.ops.quote_name(Patient._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT id FROM {table} WHERE id = ANY(%s::bigint[]) ORDER BY id FOR NO KEY UPDATE",  # noqa: S608  # the model's table
-            [array_text(sorted(patient_ids))],
-        )
 
 
 def _plans_store(

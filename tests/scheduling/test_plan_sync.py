@@ -799,17 +799,8 @@ def test_a_voided_dose_gives_the_item_back_its_appointment(
     assert slot.history.first().history_change_reason == "plan item reopened"  # type: ignore[attr-defined]
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.postgres
-def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
-    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The nightly pass has read a patient's facts when a nurse records the due injection: the
-    nurse's re-plan waits for the pass's batch to commit, then plans from the dose, so the
-    pass's plan (made without it) never lands over the nurse's. Without the patient lock the
-    nurse's transaction commits first and the batch reopens the injection just given."""
-    import threading
-
+def _due_today(make_patient: Any, nurse: Any, give: Any, calcium: Any) -> tuple[Any, Any]:
+    """A patient whose second injection is due on 2026-07-15 (the clock is left there)."""
     with time_machine.travel(at("2026-01-15", 11), tick=False):
         patient = make_patient()
         calcium(patient, "2026-01-08")
@@ -817,44 +808,87 @@ def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
         give(patient, course, "2026-01-15")
     with time_machine.travel(at("2026-07-15", 11), tick=False):
         calcium(patient, "2026-07-10")
-        assert _open_injection(patient).due == date(2026, 7, 15)  # due today
+        assert _open_injection(patient).due == date(2026, 7, 15)
+    return patient, course
 
-        read, go = threading.Event(), threading.Event()
-        real = selectors.plan_inputs
 
-        def pausing(patients: Any, **kwargs: Any) -> Any:
-            facts = real(patients, **kwargs)
-            if threading.current_thread().name == "nightly":  # the batch has its facts: hold it there
-                read.set()
-                go.wait(10)
-            return facts
+def _alongside_a_held_batch(patient: Any, monkeypatch: pytest.MonkeyPatch, work: Any) -> bool:
+    """Run ``work`` in a thread of its own while a bulk re-plan of ``patient`` (another thread,
+    ``plans_rebuild``) is held just after reading the facts; both run to their commit. True if
+    ``work`` was still waiting 1.5 s after it started, that is behind the batch."""
+    import threading
 
-        monkeypatch.setattr(selectors, "plan_inputs", pausing)
-        errors: list[BaseException] = []
+    read, go = threading.Event(), threading.Event()
+    real = selectors.plan_inputs
 
-        def run(work: Any) -> None:
-            try:
-                work()
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-            finally:
-                connection.close()
+    def pausing(patients: Any, **kwargs: Any) -> Any:
+        facts = real(patients, **kwargs)
+        if threading.current_thread().name == "nightly":  # the batch has its facts: hold it there
+            read.set()
+            go.wait(10)
+        return facts
 
-        nightly = threading.Thread(
-            target=run, args=(lambda: services.plans_rebuild(patient_ids=[patient.pk]),), name="nightly"
-        )
-        nightly.start()
-        assert read.wait(10)
-        recording = threading.Thread(target=run, args=(lambda: give(patient, course, "2026-07-15"),), name="nurse")
-        recording.start()
-        recording.join(1.5)
-        waited = recording.is_alive()  # behind the batch's lock on the patient
-        go.set()
-        nightly.join(20)
-        recording.join(20)
-        assert not errors
-        assert waited
+    monkeypatch.setattr(selectors, "plan_inputs", pausing)
+    errors: list[BaseException] = []
+
+    def run(job: Any) -> None:
+        try:
+            job()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    nightly = threading.Thread(
+        target=run, args=(lambda: services.plans_rebuild(patient_ids=[patient.pk]),), name="nightly"
+    )
+    nightly.start()
+    assert read.wait(10)
+    other = threading.Thread(target=run, args=(work,), name="other")
+    other.start()
+    other.join(1.5)
+    waited = other.is_alive()
+    go.set()
+    nightly.join(20)
+    other.join(20)
+    assert not errors
+    return waited
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The nightly pass has read a patient's facts when a nurse records the due injection: the
+    nurse's re-plan waits for the pass's batch to commit, then plans from the dose, so the
+    pass's plan (made without it) never lands over the nurse's. Without the patient lock
+    (``patients.locks``) the nurse's transaction commits first and the batch reopens the
+    injection just given."""
+    patient, course = _due_today(make_patient, nurse, give, calcium)
+    with time_machine.travel(at("2026-07-15", 11), tick=False):
+        assert _alongside_a_held_batch(patient, monkeypatch, lambda: give(patient, course, "2026-07-15"))
         # The stored plan is the one the facts give now: the injection given, the next one in January.
         assert _open_injection(patient).due == date(2027, 1, 15)
         state = PlanState.objects.get(patient=patient)
         assert state.digest == services.plan_digest(services.plan_compute(patient), selectors.rules_config())
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.postgres
+def test_an_outbox_sync_waits_for_a_bulk_replan_of_its_patient(
+    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A preference change re-syncs the patient's outbox from the open items: it waits for a
+    re-plan that is rewriting them, and the outbox it leaves is the one the plan calls for."""
+    from datetime import time
+
+    from notifications import services as notifications
+
+    patient, _course = _due_today(make_patient, nurse, give, calcium)
+    with time_machine.travel(at("2026-07-15", 11), tick=False):
+        assert _alongside_a_held_batch(
+            patient, monkeypatch, lambda: notifications.preference_set(patient=patient, time_of_day=time(18, 0))
+        )
+        again = notifications.outbox_sync(patients=[patient])
+    assert (again.created, again.cancelled, again.retimed) == (0, 0, 0)
