@@ -799,13 +799,9 @@ def test_a_voided_dose_gives_the_item_back_its_appointment(
     assert slot.history.first().history_change_reason == "plan item reopened"  # type: ignore[attr-defined]
 
 
-def _due_today(make_patient: Any, nurse: Any, give: Any, calcium: Any) -> tuple[Any, Any]:
-    """A patient whose second injection is due on 2026-07-15 (the clock is left there)."""
-    with time_machine.travel(at("2026-01-15", 11), tick=False):
-        patient = make_patient()
-        calcium(patient, "2026-01-08")
-        course = booklet.course_start(patient=patient, protocol=OP, start_date=date(2026, 1, 15), by=nurse)
-        give(patient, course, "2026-01-15")
+def _due_today(op_patient: tuple[Any, Any], calcium: Any) -> tuple[Any, Any]:
+    """``op_patient`` on 2026-07-15, its second injection due that day (calcium drawn on the 10th)."""
+    patient, course = op_patient
     with time_machine.travel(at("2026-07-15", 11), tick=False):
         calcium(patient, "2026-07-10")
         assert _open_injection(patient).due == date(2026, 7, 15)
@@ -858,14 +854,14 @@ def _alongside_a_held_batch(patient: Any, monkeypatch: pytest.MonkeyPatch, work:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
-    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
+    op_patient: tuple[Any, Any], give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The nightly pass has read a patient's facts when a nurse records the due injection: the
     nurse's re-plan waits for the pass's batch to commit, then plans from the dose, so the
     pass's plan (made without it) never lands over the nurse's. Without the patient lock
     (``patients.locks``) the nurse's transaction commits first and the batch reopens the
     injection just given."""
-    patient, course = _due_today(make_patient, nurse, give, calcium)
+    patient, course = _due_today(op_patient, calcium)
     with time_machine.travel(at("2026-07-15", 11), tick=False):
         assert _alongside_a_held_batch(patient, monkeypatch, lambda: give(patient, course, "2026-07-15"))
         # The stored plan is the one the facts give now: the injection given, the next one in January.
@@ -877,7 +873,7 @@ def test_a_bulk_replan_and_a_fact_service_take_turns_on_a_patient(
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.postgres
 def test_an_outbox_sync_waits_for_a_bulk_replan_of_its_patient(
-    make_patient: Any, nurse: Any, give: Any, calcium: Any, monkeypatch: pytest.MonkeyPatch
+    op_patient: tuple[Any, Any], calcium: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A preference change re-syncs the patient's outbox from the open items: it waits for a
     re-plan that is rewriting them, and the outbox it leaves is the one the plan calls for."""
@@ -885,7 +881,7 @@ def test_an_outbox_sync_waits_for_a_bulk_replan_of_its_patient(
 
     from notifications import services as notifications
 
-    patient, _course = _due_today(make_patient, nurse, give, calcium)
+    patient, _course = _due_today(op_patient, calcium)
     with time_machine.travel(at("2026-07-15", 11), tick=False):
         assert _alongside_a_held_batch(
             patient, monkeypatch, lambda: notifications.preference_set(patient=patient, time_of_day=time(18, 0))
