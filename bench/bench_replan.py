@@ -13,11 +13,20 @@ which is what "re-plan everyone" mostly is: the rules still run for everyone, an
 digest (``plan_digest``, stored on its plan state) tells that nothing is to be written without
 reading its items. The breakdown times the pure engine alone over the same facts (the reference:
 what the rules cost without the database). Target: at least 2,000 patients/s per core.
+
+``--processes N`` (default: one per core) also measures the per-core figure as the nightly pass
+runs, one worker process per core: N processes (``--worker``, each its own Django and database
+connection) re-plan disjoint slices of the sample at once, unchanged facts and the next day
+(rolled back); all the patients over the slowest process's time, divided by N, against one
+process alone in the same run. The database's own work then shares the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +37,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Figure, median, repeat, report, scale_counts, setup_django, timed
+from bench.common import ROOT, Figure, database_url, median, repeat, report, scale_counts, setup_django, timed
 
 TARGET = 2000.0
 
@@ -128,7 +137,88 @@ def next_day(ids: list[int], *, runs: int) -> tuple[list[float], int, Counter[st
     return times, changed, writes
 
 
-def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "") -> list[Figure]:
+def _replan_slice(ids: list[int], days: int) -> float:
+    """Seconds to re-plan ``ids`` as of ``days`` from now: committed for today (unchanged facts
+    write nothing), rolled back for a later day (as ``next_day``)."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from scheduling.services import plans_rebuild
+
+    if days == 0:
+        seconds, _ = timed(lambda: plans_rebuild(patient_ids=ids))
+        return seconds
+    moment = timezone.now() + timedelta(days=days)
+    elapsed = 0.0
+    try:
+        with transaction.atomic():
+            elapsed, _ = timed(lambda: plans_rebuild(patient_ids=ids, now=moment))
+            raise _RolledBack
+    except _RolledBack:
+        pass
+    return elapsed
+
+
+def worker(offset: int, count: int) -> int:
+    """One of ``on_cores``'s processes: re-plan patients ``[offset, offset + count)`` of the
+    sample each time a line ``go DAYS`` comes on stdin, answer the seconds on stdout."""
+    setup_django()
+    ids = sample_ids(offset + count)[offset:]
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] != ["go"]:
+            break
+        print(json.dumps({"seconds": _replan_slice(ids, int(words[1])), "patients": len(ids)}), flush=True)
+    return 0
+
+
+def on_cores(ids: list[int], *, processes: int, days: int, runs: int) -> list[float]:
+    """Patients per second of ``processes`` processes re-planning disjoint slices of ``ids`` at
+    once (the nightly pass runs one worker process per core), one figure per run: all the
+    patients over the slowest process's time. Each process sets Django up and reads its
+    patients before the runs; a run starts in all of them with one line each."""
+    share = -(-len(ids) // processes)
+    env = {**os.environ, "BENCH_DATABASE_URL": database_url(), "PYTHONPATH": str(ROOT)}
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--worker", str(index * share), str(share)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(processes)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("a re-planning process did not start")
+        rates: list[float] = []
+        for _ in range(runs):
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(f"go {days}\n")
+                child.stdin.flush()
+            answers = []
+            for child in children:
+                assert child.stdout is not None
+                answers.append(json.loads(child.stdout.readline()))
+            rates.append(sum(a["patients"] for a in answers) / max(a["seconds"] for a in answers))
+        return rates
+    finally:
+        for child in children:
+            if child.stdin is not None:
+                child.stdin.close()
+        for child in children:
+            child.wait(timeout=60)
+
+
+def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "", processes: int = 0) -> list[Figure]:
     from scheduling.services import plans_rebuild
 
     ids = sample_ids(sample)
@@ -147,8 +237,14 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
     day_times, day_changed, day_writes = next_day(nightly, runs=runs)
     day_rate = len(nightly) / median(day_times)
 
-    def against_engine(name: str, rate: float, scale: str, extra: dict[str, Any]) -> Figure:
-        """A re-planning rate, against the target and the engine alone over the same facts."""
+    def against_engine(
+        name: str,
+        rate: float,
+        scale: str,
+        extra: dict[str, Any],
+        reference: tuple[str, float] = ("pure engine alone (compute_plan)", engine_rate),
+    ) -> Figure:
+        """A re-planning rate, against the target and ``reference`` (the engine alone over the same facts)."""
         return Figure(
             bench="replan",
             name=name,
@@ -157,15 +253,15 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
             target=f"≥ {TARGET:,.0f} patients/s per core",
             met=rate >= TARGET,
             runs=runs,
-            reference="pure engine alone (compute_plan)",
-            reference_median=engine_rate,
-            ratio=rate / engine_rate,
+            reference=reference[0],
+            reference_median=reference[1],
+            ratio=rate / reference[1],
             scale=scale,
             command=command,
             extra=extra,
         )
 
-    return [
+    figures = [
         against_engine(
             "re-plan, unchanged facts",
             rate,
@@ -204,6 +300,24 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
             },
         ),
     ]
+    if processes >= 2:
+        # The per-core figure as the nightly pass runs: one process per core, all at once, the
+        # database's own work on the same cores (reference: one process alone, same run).
+        for name, chosen, days, alone in (
+            ("re-plan, unchanged facts", ids, 0, rate),
+            ("re-plan the next day (rolled back)", nightly, 1, day_rate),
+        ):
+            together = on_cores(chosen, processes=processes, days=days, runs=runs)
+            figures.append(
+                against_engine(
+                    f"{name}, {processes} processes at once, per core",
+                    median(together) / processes,
+                    f"{len(chosen):,} of {scale_counts()['patients']:,} patients",
+                    {"together_patients_per_s": together, "processes": processes},
+                    reference=("one process alone (same run)", alone),
+                )
+            )
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,15 +325,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--next-day-sample", type=int, default=5000, help="patients re-planned as of tomorrow")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes re-planning at once for the per-core figures (default: one per core; 1: none)",
+    )
+    parser.add_argument("--worker", nargs=2, type=int, metavar=("OFFSET", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return worker(*args.worker)
     setup_django()
     figures = run(
         sample=args.sample,
         runs=args.runs,
         next_day_sample=args.next_day_sample,
+        processes=args.processes,
         command=(
             f"python bench/bench_replan.py --sample {args.sample} --runs {args.runs}"
-            f" --next-day-sample {args.next_day_sample}"
+            f" --next-day-sample {args.next_day_sample} --processes {args.processes}"
         ),
     )
     report("replan", figures, scale=scale_counts())

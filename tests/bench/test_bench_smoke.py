@@ -56,13 +56,15 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
 
     figures: list[Figure] = []
     revisions = dict(PlanState.objects.values_list("patient_id", "revision"))
-    replan = bench_replan.run(sample=100, runs=1, next_day_sample=100)
+    replan = bench_replan.run(sample=100, runs=1, next_day_sample=100, processes=2)
     assert replan[0].extra["plan_inputs_ms_per_patient"] > 0
+    # Two processes at once (their own Django, the same database), each on half of the sample.
+    assert [f.extra["processes"] for f in replan[3:]] == [2, 2]
     # The loaded plans are what the production path computes: re-planning them writes no row.
     assert replan[0].extra["first_pass_write_statements"] == 0
     # Tomorrow, overdue items are a day later: plans change and are written, then rolled back.
     assert replan[2].extra["plans_changed"] > 0 and replan[2].extra["write_statements"] > 0
-    assert dict(PlanState.objects.values_list("patient_id", "revision")) == revisions
+    assert dict(PlanState.objects.values_list("patient_id", "revision")) == revisions  # the next days rolled back
     figures += replan
     escalation = bench_escalation.run(runs=1)
     assert escalation[0].extra["overdue_items"] == sum(escalation[0].extra["by_step"].values())
