@@ -22,10 +22,13 @@ def patients_lock(patient_ids: list[int]) -> None:
     re-plan first locks its patients' rows, in id order (batches that share patients queue, never
     deadlock), until its transaction ends: a fact service's re-plan waits for the batch, then
     reads the facts with its own change. An outbox sync (a preference, a device) reads the open
-    items and the pending messages and writes the difference: it takes the same lock, so it
-    never works from items a re-plan is rewriting. ``FOR NO KEY UPDATE`` leaves inserts referencing the
-    patient (a dose, a lab) free: only a re-plan or an edit of the patient's own row waits. SQLite
-    needs nothing: its transactions take the write lock when they begin (``IMMEDIATE``).
+    items and the pending messages and writes the difference: it takes the same lock, so it never
+    works from items a re-plan is rewriting.
+
+    ``FOR NO KEY UPDATE``: a row that only references the patient does not wait for its foreign
+    key check, but a booklet write does (its revision trigger updates the patient's row,
+    ``patients/0003``), and so does an edit of the patient. SQLite needs nothing: its
+    transactions take the write lock when they begin (``IMMEDIATE``).
     """
     if connection.vendor != "postgresql" or not patient_ids:
         return
