@@ -98,10 +98,6 @@ def engine_only(ids: list[int]) -> tuple[float, float]:
     return read, compute
 
 
-class _RolledBack(Exception):
-    pass
-
-
 def next_day(ids: list[int], *, runs: int) -> tuple[list[float], int, Counter[str]]:
     """Re-plan ``ids`` as of tomorrow, ``runs`` times, each in a transaction rolled back.
 
@@ -124,16 +120,14 @@ def next_day(ids: list[int], *, runs: int) -> tuple[list[float], int, Counter[st
     changed = 0
     writes: Counter[str] = Counter()
     for _ in range(runs):
-        try:
-            with transaction.atomic(), count_writes() as writes:
-                before = dict(PlanState.objects.filter(patient_id__in=ids).values_list("patient_id", "revision"))
-                seconds, _ = timed(lambda: plans_rebuild(patient_ids=ids, now=tomorrow))
-                after = dict(PlanState.objects.filter(patient_id__in=ids).values_list("patient_id", "revision"))
-                changed = sum(1 for pk, revision in after.items() if before.get(pk) != revision)
-                times.append(seconds)
-                raise _RolledBack
-        except _RolledBack:
-            pass
+        with transaction.atomic(), count_writes() as counted:
+            before = dict(PlanState.objects.filter(patient_id__in=ids).values_list("patient_id", "revision"))
+            seconds, _ = timed(lambda: plans_rebuild(patient_ids=ids, now=tomorrow))
+            after = dict(PlanState.objects.filter(patient_id__in=ids).values_list("patient_id", "revision"))
+            changed = sum(1 for pk, revision in after.items() if before.get(pk) != revision)
+            times.append(seconds)
+            writes = counted
+            transaction.set_rollback(True)
     return times, changed, writes
 
 
@@ -151,13 +145,9 @@ def _replan_slice(ids: list[int], days: int) -> float:
         seconds, _ = timed(lambda: plans_rebuild(patient_ids=ids))
         return seconds
     moment = timezone.now() + timedelta(days=days)
-    elapsed = 0.0
-    try:
-        with transaction.atomic():
-            elapsed, _ = timed(lambda: plans_rebuild(patient_ids=ids, now=moment))
-            raise _RolledBack
-    except _RolledBack:
-        pass
+    with transaction.atomic():
+        elapsed, _ = timed(lambda: plans_rebuild(patient_ids=ids, now=moment))
+        transaction.set_rollback(True)
     return elapsed
 
 
