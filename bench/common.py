@@ -258,7 +258,9 @@ def markdown_table(paths: Iterable[Path]) -> str:
 
 
 def scale_counts() -> dict[str, int]:
-    """Row counts of the main tables (estimates from pg_class for speed on large tables)."""
+    """Row counts of the main tables: the patients counted (~60 ms at a million: the figures'
+    labels say how many), the large fact and plan tables estimated from ``pg_class`` (a count of
+    37 M outbox rows takes seconds; the planner's estimate was 0.3 % off at a million)."""
     from django.db import connection
 
     tables = {
@@ -276,7 +278,7 @@ def scale_counts() -> dict[str, int]:
             cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
             row = cursor.fetchone()
             estimate = int(row[0]) if row else -1
-            if estimate < 0 or estimate < 200_000:
+            if name == "patients" or estimate < 200_000:
                 cursor.execute(f"SELECT count(*) FROM {table}")  # fixed table names
                 estimate = int(cursor.fetchone()[0])
             out[name] = estimate
