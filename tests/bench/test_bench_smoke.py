@@ -58,6 +58,9 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
     revisions = dict(PlanState.objects.values_list("patient_id", "revision"))
     replan = bench_replan.run(sample=100, runs=1, next_day_sample=100, processes=2)
     assert replan[0].extra["plan_inputs_ms_per_patient"] > 0
+    # The engine alone is measured once after each timed run, and each run has its ratio.
+    assert len(replan[0].extra["engine_seconds"]) == len(replan[0].extra["round_ratios"]) == 1
+    assert replan[1].runs == 1 and replan[1].extra["run_seconds"] == replan[0].extra["engine_seconds"]
     # Two processes at once (their own Django, the same database), each on half of the sample.
     assert [f.extra["processes"] for f in replan[3:]] == [2, 2]
     # The loaded plans are what the production path computes: re-planning them writes no row.
