@@ -234,7 +234,8 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
     rate = len(ids) / median(times)
     read, compute = median(reads), median(computes)
     engine_rate = len(ids) / compute
-    scale = f"{len(ids):,} of {scale_counts()['patients']:,} patients"
+    patients = scale_counts()["patients"]  # counted once (a count of the patients table)
+    scale = f"{len(ids):,} of {patients:,} patients"
     nightly = ids[:next_day_sample]
     day_times, day_changed, day_writes = next_day(nightly, runs=runs)
     day_rate = len(nightly) / median(day_times)
@@ -300,7 +301,7 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
         against_engine(
             "re-plan the next day (the nightly pass's work, rolled back)",
             day_rate,
-            f"{len(nightly):,} of {scale_counts()['patients']:,} patients",
+            f"{len(nightly):,} of {patients:,} patients",
             {
                 "plans_changed": day_changed,
                 "write_statements": day_writes["statements"],
@@ -321,7 +322,7 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
                 against_engine(
                     f"{name}, {processes} processes at once, per core",
                     median(together) / processes,
-                    f"{len(chosen):,} of {scale_counts()['patients']:,} patients",
+                    f"{len(chosen):,} of {patients:,} patients",
                     {"together_patients_per_s": together, "processes": processes},
                     reference=("one process alone (same run)", alone),
                 )

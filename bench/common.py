@@ -275,10 +275,12 @@ def scale_counts() -> dict[str, int]:
     out: dict[str, int] = {}
     with connection.cursor() as cursor:
         for name, table in tables.items():
-            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
-            row = cursor.fetchone()
-            estimate = int(row[0]) if row else -1
-            if name == "patients" or estimate < 200_000:
+            estimate = -1
+            if name != "patients":
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
+                row = cursor.fetchone()
+                estimate = int(row[0]) if row else -1
+            if estimate < 200_000:  # the patients, a small table, or one never analysed
                 cursor.execute(f"SELECT count(*) FROM {table}")  # fixed table names
                 estimate = int(cursor.fetchone()[0])
             out[name] = estimate
