@@ -208,11 +208,15 @@ def machine() -> dict[str, Any]:
             memory = int(next(ln.split()[1] for ln in meminfo if ln.startswith("MemTotal:"))) // 1024
     except (OSError, StopIteration):
         pass
+    import scheduling.rules.engine  # noqa: F401  # the rules this process runs, compiled or not
+    from scheduling.rules import _native
+
     return {
         "nproc": os.cpu_count(),
         "memory_mib": memory,
         "cpu": model,
         "python": platform.python_version(),
+        "rules": "compiled (mypyc)" if _native.active() else "plain Python",
         "loadavg": os.getloadavg(),
     }
 

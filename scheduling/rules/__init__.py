@@ -6,6 +6,12 @@ calendar helpers and ``RuleInputError``. Rule ids refer to /work/shared/clinical
 
 from __future__ import annotations
 
+from . import _native
+
+# First, before any rule module is imported: the compiled rules when they were built from these
+# very sources, the plain modules otherwise (scheduling/rules/_native.py).
+_native.activate(__path__)
+
 from .calendar import add_days, add_months, age_on, local_date, notification_instant
 from .config import RulesConfig
 from .engine import compute_plan

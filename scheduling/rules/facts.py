@@ -176,6 +176,10 @@ def positional(cls: type[_T]) -> Callable[..., _T]:
     """
     if hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__} has a __post_init__ that this constructor would skip")
+    if hasattr(cls, "__mypyc_attrs__"):
+        # Compiled (scheduling/rules/_native.py): its own constructor is native code already, and
+        # ``object.__new__`` refuses a compiled class.
+        return cls
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # a dataclass, checked by fields()
     scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
     scope.update({f"set_{name}": cls.__dict__[name].__set__ for name in names})

@@ -135,25 +135,27 @@ def _build(config: RulesConfig) -> Mapping[str, Protocol]:
         EscalationLevel("L2", z2, "H", ("physician",), ("PRESCRIBER_ALERT",)),
     )
     r_op, w_op, r_on = config.op_reminder_days, config.op_window_days, config.onco_reminder_days
+    # Doses are floats, as the field says: compiled rules (``_native``) store an int given here as
+    # a float, and a plan's digest must not depend on which rules computed it.
     table = (
         # OP-01 interval, OP-02 reminder, OP-03 window, OP-04 ladder.
-        Protocol(DMAB_OP, "denosumab", 60, "SC", "osteoporosis", "denosumab",
+        Protocol(DMAB_OP, "denosumab", 60.0, "SC", "osteoporosis", "denosumab",
                  Interval(months=6), r_op, w_op, w_op, True, op_ladder,
                  ("CA-POST-01", "CA-POST-02", "CA-RISK-01"), (-r_op, -14, -3, 0), "OP-01"),
         # ONC-01 interval from P7, ONC-02 ladder; window = the reminder week and L1 week.
-        Protocol(DMAB_ONCO, "denosumab", 120, "SC", "oncology", "denosumab",
+        Protocol(DMAB_ONCO, "denosumab", 120.0, "SC", "oncology", "denosumab",
                  onco, r_on, r_on, d2 - 1, False, onco_ladder,
                  ("CA-POST-02", "CA-POST-03", "CA-RISK-01"), (-r_on, -1, 0), "ONC-01"),
         # ZOL-01 interval from P7 (ZOL-04 quarterly on response), ZOL-08 ladder.
-        Protocol(ZOL_ONCO, "zoledronic_acid", 4, "IV", "oncology", "bisphosphonate",
+        Protocol(ZOL_ONCO, "zoledronic_acid", 4.0, "IV", "oncology", "bisphosphonate",
                  onco, r_on, r_on, z2 - 1, False, zol_ladder,
                  ("ZOL_HYDRATION",), (-r_on, -1, 0), "ZOL-01"),
         # CONS-01 single infusion, CONS-05 ladder (same clock as OP-04).
-        Protocol(ZOL_OP, "zoledronic_acid", 5, "IV", "osteoporosis", "bisphosphonate",
+        Protocol(ZOL_OP, "zoledronic_acid", 5.0, "IV", "osteoporosis", "bisphosphonate",
                  None, r_op, w_op, w_op, True, cons_ladder,
                  ("CONS-02", "ZOL_HYDRATION"), (-r_op, -14, -3, 0), "CONS-01"),
         # CONS-03 weekly oral consolidation for `oral_consolidation_months` (P11).
-        Protocol(ALENDRONATE, "alendronate", 70, "PO", "osteoporosis", "bisphosphonate",
+        Protocol(ALENDRONATE, "alendronate", 70.0, "PO", "osteoporosis", "bisphosphonate",
                  Interval(days=7), r_op, w_op, w_op, True, cons_ladder,
                  (), (-14, -3, 0), "CONS-03"),
         # VITD-02 weekly loading, VITD-03 monthly maintenance.

@@ -14,6 +14,7 @@ import pytest
 
 from bench import bench_api, bench_delivery, bench_escalation, bench_ical, bench_replan, bench_sweep, load
 from bench.common import Figure, markdown_table, report
+from scheduling.rules import _native
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -97,4 +98,5 @@ def test_loader_and_every_benchmark(loaded: dict[str, int], tmp_path, monkeypatc
     path = report("smoke", figures, directory=tmp_path)
     data = json.loads(path.read_text())
     assert len(data["figures"]) == len(figures) and data["machine"]["nproc"] >= 1
+    assert data["machine"]["rules"] == ("compiled (mypyc)" if _native.active() else "plain Python")
     assert markdown_table([path]).count("\n") == len(figures) + 1
