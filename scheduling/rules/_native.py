@@ -101,6 +101,17 @@ def active() -> bool:
     return engine is not None and not str(getattr(engine, "__file__", "")).endswith(".py")
 
 
+def describe() -> str:
+    """Which rules this process runs, in words for a log line or a status command."""
+    import scheduling.rules.engine  # noqa: F401  # what this process runs
+
+    if active():
+        return f"the rules run compiled (mypyc, {build_path().name})"
+    if not enabled():
+        return f"the rules run as plain Python ({ENABLED_ENV}=0)"
+    return "the rules run as plain Python: no build for these sources (python -m scheduling.compile_rules build)"
+
+
 def build(*, quiet: bool = False) -> Path:
     """Compile the rules' current sources unless that build exists; returns its folder.
 
@@ -164,11 +175,7 @@ def main(argv: list[str]) -> int:
             return 1
         return 0
     if command == "status":
-        import scheduling.rules.engine  # noqa: F401  # what this process runs
-
-        state = "compiled" if active() else "plain Python"
-        built = (build_path() / MARKER).is_file()
-        print(f"rules: {state}; build for these sources: {'present' if built else 'absent'} ({build_path()})")
+        print(describe())
         return 0 if active() else 1
     print("usage: python -m scheduling.compile_rules build|status", file=sys.stderr)
     return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import os
 import shutil
 import subprocess
@@ -53,8 +54,12 @@ def _tree_copy(tmp_path: Path) -> Path:
 
 def _engine_file(tree: Path, **env: str) -> str:
     """Which file ``scheduling.rules.engine`` comes from in a fresh interpreter importing ``tree``."""
+    return _python(tree, "import scheduling.rules.engine as e; print(e.__file__)", **env)
+
+
+def _python(tree: Path, code: str, **env: str) -> str:
     run = subprocess.run(
-        [sys.executable, "-c", "import scheduling.rules.engine as e; print(e.__file__)"],
+        [sys.executable, "-c", code],
         cwd=tree,
         env={**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1", **env},
         capture_output=True,
@@ -89,6 +94,22 @@ def test_the_build_for_these_sources_is_used_and_a_stale_one_never(tmp_path: Pat
     engine_py = rules / "engine.py"
     engine_py.write_text(engine_py.read_text() + "\nEDITED = True\n")
     assert _engine_file(tmp_path, **where) == str(engine_py)
+    # And the process says so (the worker logs it at start, backend/celery.py).
+    said = _python(tmp_path, "from scheduling.rules import _native; print(_native.describe())", **where)
+    assert said.startswith("the rules run as plain Python: no build for these sources"), said
+
+
+def test_the_worker_says_which_rules_it_runs(caplog: pytest.LogCaptureFixture) -> None:
+    from backend.celery import _log_rules
+
+    with caplog.at_level(logging.INFO, logger="carnet.worker"):
+        _log_rules()
+    (record,) = [r for r in caplog.records if r.name == "carnet.worker"]
+    assert record.getMessage() == _native.describe()
+    if _native.active():
+        assert record.levelno == logging.INFO and record.getMessage().startswith("the rules run compiled (mypyc")
+    else:
+        assert record.levelno == logging.WARNING and "plain Python" in record.getMessage()
 
 
 def test_a_build_without_its_completion_mark_is_ignored(tmp_path: Path) -> None:
