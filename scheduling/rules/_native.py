@@ -82,15 +82,20 @@ def activate(package_path: MutableSequence[str]) -> bool:
         return False
     # The compiled modules share one library, which each of them imports by its top-level name:
     # loaded here from this build, so that no other folder on ``sys.path`` can supply it.
+    # A library that does not load (damaged, another libc) leaves the plain rules: never fatal.
     suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
     for shared in found.glob(f"*__mypyc{suffix}"):
         name = shared.name.removesuffix(suffix)
         spec = importlib.util.spec_from_file_location(name, shared)
         if spec is None or spec.loader is None:
             return False
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        except (ImportError, OSError):
+            sys.modules.pop(name, None)
+            return False
     package_path.insert(0, str(found / "scheduling" / "rules"))
     return True
 

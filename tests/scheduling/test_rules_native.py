@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -120,6 +121,18 @@ def test_a_build_without_its_completion_mark_is_ignored(tmp_path: Path) -> None:
     _tree_copy(tmp_path / "tree")
     found = _engine_file(tmp_path / "tree", **{_native.DIR_ENV: str(half.parent), _native.ENABLED_ENV: "1"})
     assert found.endswith("engine.py")
+
+
+def test_a_build_that_does_not_load_leaves_the_plain_rules(tmp_path: Path) -> None:
+    rules = _tree_copy(tmp_path / "tree")
+    suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
+    damaged = tmp_path / "builds" / f"rules-{_native.sources_hash(rules)}"
+    (damaged / "scheduling" / "rules").mkdir(parents=True)
+    (damaged / f"0123456789abcdef0123__mypyc{suffix}").write_bytes(b"not a shared library")
+    (damaged / "scheduling" / "rules" / f"engine{suffix}").write_bytes(b"not a shared library")
+    (damaged / _native.MARKER).write_text("engine\n")
+    where = {_native.DIR_ENV: str(damaged.parent), _native.ENABLED_ENV: "1"}
+    assert _engine_file(tmp_path / "tree", **where) == str(rules / "engine.py")
 
 
 def _plain_rules(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
