@@ -12,11 +12,13 @@ from unittest import mock
 
 import pytest
 import time_machine
+from django.middleware.common import CommonMiddleware
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from backend import polled
 from tests.api.conftest import World
 from tests.api.test_auth import bearer, login
 
@@ -69,6 +71,38 @@ def test_a_patients_poll_is_answered_without_drf_and_identically(world: World, s
         assert seen == [] and lean[0] == 304 and lean == drf
     lean, drf, seen = both(settings, client, "get", path, HTTP_ACCEPT_LANGUAGE="fr")
     assert seen == [] and lean[0] == 200 and lean == drf
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_poll_is_answered_before_the_middleware_that_has_nothing_to_do_for_it(world: World, path: str) -> None:
+    """``PolledMiddleware`` answers it (``CommonMiddleware`` and the rest below it never run);
+    what it hands back goes down the whole stack to DRF, and the lean path is not tried twice."""
+    client = bearer(login("patient.a@example.org").json()["access"])
+    common: list[str] = []
+    tried: list[str] = []
+    original_common, original_answer = CommonMiddleware.process_request, polled._answer
+
+    def counted_common(self: CommonMiddleware, request: Any) -> Any:
+        common.append(request.path)
+        return original_common(self, request)
+
+    def counted_answer(lean: Any, request: Any, read: Any) -> Any:
+        tried.append(request.path)
+        return original_answer(lean, request, read)
+
+    with (
+        mock.patch.object(CommonMiddleware, "process_request", counted_common),
+        mock.patch.object(polled, "_answer", counted_answer),
+        dispatches() as seen,
+    ):
+        ok = client.get(path)
+        assert ok.status_code == 200 and ok["Content-Length"] == str(len(ok.content))
+        assert (common, seen, tried) == ([], [], [path])
+        refused = client.get(path, HTTP_ACCEPT="text/html")  # not the lean path's: DRF's 406
+        assert refused.status_code == 406
+        assert (common, seen, tried) == ([path], [path], [path, path])  # tried once for it, by the middleware
+        other = client.get("/api/v1/me")  # not a polled path: the whole stack, as ever
+        assert other.status_code == 200 and common == [path, "/api/v1/me"]
 
 
 @pytest.mark.parametrize("path", PATHS)
