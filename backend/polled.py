@@ -163,7 +163,7 @@ class PolledMiddleware:
                 setattr(request, _TRIED, True)
                 response = lean_answer(request)
                 if response is not None:
-                    if not response.has_header("Content-Length"):
+                    if not response.streaming and not response.has_header("Content-Length"):  # as CommonMiddleware
                         response["Content-Length"] = str(len(response.content))
                     return response
         return self.get_response(request)

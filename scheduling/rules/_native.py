@@ -39,6 +39,8 @@ PLAIN = frozenset({"__init__", "_native", "preview"})
 MARKER = "BUILD-COMPLETE"
 ENABLED_ENV = "CARNET_NATIVE_RULES"
 DIR_ENV = "CARNET_NATIVE_DIR"
+# The file name ending of this interpreter's extension modules: a build for another cannot load.
+SUFFIX = str(sysconfig.get_config_var("EXT_SUFFIX"))
 
 
 def compiled_modules(source: Path = HERE) -> list[str]:
@@ -50,7 +52,7 @@ def sources_hash(source: Path = HERE) -> str:
     """A hash of what a build is made from: every compiled module's name and bytes, and the
     interpreter's extension ABI (a build for another Python cannot be loaded)."""
     digest = hashlib.blake2b(digest_size=12)
-    digest.update(str(sysconfig.get_config_var("EXT_SUFFIX")).encode())
+    digest.update(SUFFIX.encode())
     for name in compiled_modules(source):
         digest.update(b"\0" + name.encode() + b"\0")
         digest.update((source / f"{name}.py").read_bytes())
@@ -83,9 +85,8 @@ def activate(package_path: MutableSequence[str]) -> bool:
     # The compiled modules share one library, which each of them imports by its top-level name:
     # loaded here from this build, so that no other folder on ``sys.path`` can supply it.
     # A library that does not load (damaged, another libc) leaves the plain rules: never fatal.
-    suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
-    for shared in found.glob(f"*__mypyc{suffix}"):
-        name = shared.name.removesuffix(suffix)
+    for shared in found.glob(f"*__mypyc{SUFFIX}"):
+        name = shared.name.removesuffix(SUFFIX)
         spec = importlib.util.spec_from_file_location(name, shared)
         if spec is None or spec.loader is None:
             return False
@@ -117,7 +118,7 @@ def describe() -> str:
     return "the rules run as plain Python: no build for these sources (python -m scheduling.compile_rules build)"
 
 
-def build(*, quiet: bool = False) -> Path:
+def build() -> Path:
     """Compile the rules' current sources unless that build exists; returns its folder.
 
     Built in a temporary copy (only ``scheduling/rules``, which imports nothing but the standard
@@ -149,11 +150,10 @@ def build(*, quiet: bool = False) -> Path:
             raise RuntimeError(f"mypyc failed (exit {run.returncode}):\n{run.stdout}\n{run.stderr}")
         out = Path(work) / "out"
         (out / "scheduling" / "rules").mkdir(parents=True)
-        suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
         for name in modules:
-            (tree / "scheduling" / "rules" / f"{name}{suffix}").rename(out / "scheduling" / "rules" / f"{name}{suffix}")
-        shared = list(tree.glob(f"*__mypyc{suffix}"))
-        if len(shared) != 1 or len(list(out.rglob(f"*{suffix}"))) != len(modules):
+            (tree / "scheduling" / "rules" / f"{name}{SUFFIX}").rename(out / "scheduling" / "rules" / f"{name}{SUFFIX}")
+        shared = list(tree.glob(f"*__mypyc{SUFFIX}"))
+        if len(shared) != 1 or len(list(out.rglob(f"*{SUFFIX}"))) != len(modules):
             raise RuntimeError(f"mypyc left an unexpected set of modules in {tree}")
         shared[0].rename(out / shared[0].name)
         (out / MARKER).write_text("\n".join(modules) + "\n")
@@ -165,8 +165,7 @@ def build(*, quiet: bool = False) -> Path:
     for old in target.parent.glob("rules-*"):
         if old != target and old.is_dir() and (old / MARKER).is_file():
             shutil.rmtree(old, ignore_errors=True)
-    if not quiet:
-        print(f"compiled {len(modules)} rule modules into {target}")
+    print(f"compiled {len(modules)} rule modules into {target}")
     return target
 
 

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from datetime import date, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -46,6 +45,14 @@ def _build_or_skip() -> Path:
             pytest.fail(f"no compiled rules for these sources in {built}: python -m scheduling.compile_rules build")
         pytest.skip("the rules are not compiled here (python -m scheduling.compile_rules build)")
     return built
+
+
+def _require_compiled() -> None:
+    """Skip unless this process runs the compiled rules; fail when they are required and missing."""
+    if not _native.active():
+        if REQUIRED and _native.enabled():
+            pytest.fail("the compiled rules are not in use though they are required (CARNET_REQUIRE_NATIVE=1)")
+        pytest.skip("the plain rules run in this process (CARNET_NATIVE_RULES=0 or no build)")
 
 
 def _tree_copy(tmp_path: Path) -> Path:
@@ -128,7 +135,7 @@ def test_a_build_without_its_completion_mark_is_ignored(tmp_path: Path) -> None:
 
 def test_a_build_that_does_not_load_leaves_the_plain_rules(tmp_path: Path) -> None:
     rules = _tree_copy(tmp_path / "tree")
-    suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
+    suffix = _native.SUFFIX
     damaged = tmp_path / "builds" / f"rules-{_native.sources_hash(rules)}"
     (damaged / "scheduling" / "rules").mkdir(parents=True)
     (damaged / f"0123456789abcdef0123__mypyc{suffix}").write_bytes(b"not a shared library")
@@ -192,10 +199,7 @@ def _dump(value: Any) -> Any:
 
 @pytest.mark.django_db
 def test_compiled_and_plain_rules_give_the_same_plans_and_digests() -> None:
-    if not _native.active():
-        if REQUIRED and _native.enabled():
-            pytest.fail("the compiled rules are not in use though they are required (CARNET_REQUIRE_NATIVE=1)")
-        pytest.skip("the plain rules run in this process (CARNET_NATIVE_RULES=0 or no build)")
+    _require_compiled()
     plain = _plain_rules()
     plain_engine = sys.modules[f"{plain.__name__}.engine"]
     plain_classes = _classes(plain.__name__)
@@ -336,10 +340,7 @@ def _outcome(package: str, data: dict[str, Any], today: date) -> Any:
 @settings(max_examples=300, deadline=None)
 @given(_random_facts())
 def test_compiled_and_plain_rules_agree_on_random_facts(case: tuple[dict[str, Any], date]) -> None:
-    if not _native.active():
-        if REQUIRED and _native.enabled():
-            pytest.fail("the compiled rules are not in use though they are required (CARNET_REQUIRE_NATIVE=1)")
-        pytest.skip("the plain rules run in this process (CARNET_NATIVE_RULES=0 or no build)")
+    _require_compiled()
     data, today = case
     plain = _plain_rules()
     assert _outcome("scheduling.rules", data, today) == _outcome(plain.__name__, data, today)
