@@ -99,13 +99,17 @@ def _parse_date(value: object, field: str, tz: str | None) -> date:
     return local_date(instant, tz)
 
 
-def _num(value: object, field: str, *, optional: bool = False) -> float | None:
+def _num(value: object, field: str, *, optional: bool = False, positive: bool = False) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RuleInputError(field, "must be a number")
     if value < 0:
         raise RuleInputError(field, "must not be negative")
+    if positive and value == 0:
+        # A measured lab value: the booklet refuses 0 as implausible for every test
+        # (patients/units.py), and the rules divide by some (a creatinine in Cockcroft-Gault).
+        raise RuleInputError(field, "must be greater than 0")
     return float(value)
 
 
@@ -208,7 +212,7 @@ def _lab(i: int, data: object, tz: str) -> Lab:
         raise RuleInputError(
             f"{f}.unit", f"unit {unit!r} does not fit test {test!r}; expected one of {', '.join(LAB_UNITS[test])}"
         )
-    value = _num(_req(lab, "value", f"{f}.value"), f"{f}.value")
+    value = _num(_req(lab, "value", f"{f}.value"), f"{f}.value", positive=True)
     assert value is not None
     return Lab(
         test=test,

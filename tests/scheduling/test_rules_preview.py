@@ -131,6 +131,8 @@ def _patched(path: str, value: Any) -> dict[str, Any]:
         pytest.param("labs.0.unit", "ng/mL", "labs[0].unit", id="unit-does-not-fit-test"),
         pytest.param("labs.0.test", "sodium", "labs[0].test", id="unknown-test"),
         pytest.param("labs.0.value", "2.35", "labs[0].value", id="wrong-type-value"),
+        # A zero creatinine crashed Cockcroft-Gault (found by tests/scheduling/test_rules_native.py).
+        pytest.param("labs.0.value", 0, "labs[0].value", id="zero-lab-value"),
         pytest.param("patient.birth_date", KeyError, "patient.birth_date", id="missing-birth-date"),
         pytest.param("patient.sex", "X", "patient.sex", id="bad-sex"),
         pytest.param("patient.dialysis", "no", "patient.dialysis", id="wrong-type-dialysis"),
