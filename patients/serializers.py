@@ -21,7 +21,7 @@ from rest_framework.settings import api_settings
 
 from backend.api import ReadModelSerializer
 from backend.auth_query import AtAuth, read_at_auth
-from backend.conditional import json_object_sql, json_value_sql
+from backend.conditional import instant_json_sql, json_object_sql, json_value_sql, session_zone_sql
 from backend.prepared import Prepared
 from patients.models import (
     CareTeam,
@@ -607,7 +607,7 @@ def booklet_data(patient: Patient) -> dict[str, Any]:
 # document, field for field as the serializers render it (the SQL is generated from their
 # fields; tests/api/test_plan_booklet_reads.py compares both), and Python only passes the bytes
 # on. Instants are written as Python's isoformat in the current time zone, as DRF renders them
-# (``carnet_isoformat_json``, patients/migrations/0004_sql_isoformat_json.py).
+# (``backend.conditional.instant_json_sql``, in the session time zone the statement sets).
 # The text is compact, the very bytes DRF's renderer writes (``backend.conditional.json_object_sql``).
 
 
@@ -618,16 +618,20 @@ _COMPUTED_SQL = {  # name: (SQL, kind of JSON value: backend.conditional.json_va
 }
 
 
-def _json_kind(field: serializers.Field) -> str:  # type: ignore[type-arg]
-    """How PostgreSQL writes this field's value as JSON (``json_value_sql``): skip ``to_json`` where
-    nothing needs escaping; anything else (text, choices, dates, JSON) through ``to_json``."""
+def _json_kind(field: serializers.Field, column: Any) -> tuple[str, tuple[str, ...]]:  # type: ignore[type-arg]
+    """How PostgreSQL writes this field's value as JSON (``json_value_sql``), and the values it
+    writes between quotes without ``to_json`` (a text column's choices): skip ``to_json`` where
+    nothing needs escaping; anything else (free text, dates, JSON) through ``to_json``."""
     if isinstance(field, serializers.UUIDField):
-        return "uuid"
+        return "uuid", ()
     if isinstance(field, serializers.BooleanField):
-        return "bool"
+        return "bool", ()
     if isinstance(field, serializers.IntegerField):
-        return "int"
-    return "any"
+        return "int", ()
+    if getattr(column, "get_internal_type", lambda: "")() in ("CharField", "TextField"):
+        choices = field.choices if isinstance(field, serializers.ChoiceField) else {}
+        return "text", tuple(str(key) for key in choices)
+    return "any", ()
 
 
 def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str:  # type: ignore[type-arg]
@@ -657,12 +661,12 @@ def _list_sql(model: Any, serializer_class: type[serializers.Serializer]) -> str
                     value = f"{alias}.{path[1]}"
             else:
                 value = f"t.{relation.column}"
-            kind = _json_kind(field)
-            if isinstance(field, serializers.DateTimeField):  # patients/migrations/0004_sql_isoformat_json.py
-                value, kind = f"carnet_isoformat_json({value}, p.zone)", "json"
+            kind, plain = _json_kind(field, relation if len(path) == 1 else None)
+            if isinstance(field, serializers.DateTimeField):  # in the zone the statement set (_PATIENT_SQL)
+                value, kind = instant_json_sql(value), "json"
             elif isinstance(field, serializers.DecimalField):  # a string of digits: nothing to escape
                 value, kind = f"round({value}, {field.decimal_places})", "string"
-        pairs.append((name, json_value_sql(value, kind)))
+        pairs.append((name, json_value_sql(value, kind, plain=plain)))
     order = ", ".join(
         f"t.{model._meta.get_field(key.lstrip('-')).column}{' DESC' if key.startswith('-') else ''}"
         for key in model._meta.ordering
@@ -689,12 +693,15 @@ _BODY_SQL = json_object_sql(
 # Reading it is reading the patient's row: the token's auth query does, so a booklet 304 is that
 # one statement, as the plan's. Not a model field: only the triggers write it.
 _REVISION_SQL = "p.booklet_revision"
-_PATIENT_SQL = "(SELECT id, public_id, booklet_revision, %s::text AS zone FROM patients_patient WHERE id = %s) p"
-BOOKLET_SQL = f"SELECT {_BODY_SQL} FROM {_PATIENT_SQL}"  # noqa: S608  # the models' metadata only
+# The instants are written in the reader's time zone: the statement sets the session's to it for
+# itself and puts it back in its last column (``backend.conditional.session_zone_sql``).
+_SET_ZONE, _PUT_ZONE_BACK = session_zone_sql("%s::text")
+_PATIENT_SQL = f"(SELECT id, public_id, booklet_revision, {_SET_ZONE} FROM patients_patient WHERE id = %s) p"  # noqa: S608
+BOOKLET_SQL = f"SELECT {_BODY_SQL}, {_PUT_ZONE_BACK} FROM {_PATIENT_SQL}"  # noqa: S608  # the models' metadata only
 # The body and its revision read by one statement, in one snapshot: the ETag names that body.
 _BOOKLET_STATEMENT = Prepared(
     "carnet_booklet",
-    f"SELECT {_BODY_SQL}, {_REVISION_SQL} FROM {_PATIENT_SQL}",  # noqa: S608  # the models' metadata only
+    f"SELECT {_BODY_SQL}, {_REVISION_SQL}, {_PUT_ZONE_BACK} FROM {_PATIENT_SQL}",  # noqa: S608  # the models' metadata only
     ("text", "bigint"),
 )
 BOOKLET_REVISION_SQL = f"SELECT {_REVISION_SQL} FROM patients_patient p WHERE p.id = %s"  # noqa: S608  # constant
@@ -738,7 +745,7 @@ def booklet_rendered(patient: Patient) -> tuple[bytes, str | None]:
     zone = _zone()
     with connection.cursor() as cursor:
         _BOOKLET_STATEMENT.run(cursor, [zone, patient.pk])
-        body, revision = cursor.fetchone()
+        body, revision, _ = cursor.fetchone()
     return str(body).encode(), _booklet_etag(patient, zone, str(revision))
 
 

@@ -31,7 +31,8 @@ from django.db import connection
 
 from backend.conditional import json_object_sql, json_text, json_value_sql
 from backend.prepared import Prepared
-from scheduling.models import OPEN_STATUSES, PlanItem, PlanState
+from patients.models import Product, Protocol
+from scheduling.models import OPEN_STATUSES, ItemKind, ItemStatus, Level, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
 from scheduling.rules.unblock import unblock_hint
 
@@ -224,20 +225,20 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
 _ITEM_JSON = json_object_sql(
     [  # (name, JSON text of the column: backend.conditional.json_value_sql, to_json only where text is escaped)
         ("id", json_value_sql("i.public_id", "uuid")),
-        ("kind", json_value_sql("i.kind")),
-        ("protocol", json_value_sql("i.protocol")),
-        ("product", json_value_sql("i.product")),
+        ("kind", json_value_sql("i.kind", "text", plain=ItemKind.values)),
+        ("protocol", json_value_sql("i.protocol", "text", plain=Protocol.values)),
+        ("product", json_value_sql("i.product", "text", plain=Product.values)),
         ("dose_mg", json_value_sql("round(i.dose_mg, 1)", "string")),
-        ("phase", json_value_sql("i.phase")),
+        ("phase", json_value_sql("i.phase", "text")),
         ("ordinal", json_value_sql("i.ordinal", "int")),
-        ("rule", json_value_sql("i.rule")),
+        ("rule", json_value_sql("i.rule", "text")),
         ("course", json_value_sql("c.public_id", "uuid")),
         ("due", json_value_sql("i.due")),
         ("window_start", json_value_sql("i.window_start")),
         ("window_end", json_value_sql("i.window_end")),
         ("reminder_on", json_value_sql("i.reminder_on")),
-        ("status", json_value_sql("i.status")),
-        ("level", json_value_sql("i.level")),
+        ("status", json_value_sql("i.status", "text", plain=ItemStatus.values)),
+        ("level", json_value_sql("i.level", "text", plain=Level.values)),
         ("days_late", json_value_sql("i.days_late", "int")),
         ("escalation", json_value_sql("i.escalation")),
         ("blocked_by", json_value_sql("i.blocked_by")),
