@@ -743,9 +743,7 @@ def booklet_rendered(patient: Patient) -> tuple[bytes, str | None]:
     if connection.vendor != "postgresql":
         return JSONRenderer().render(booklet_data(patient)), None
     zone = _zone()
-    with connection.cursor() as cursor:
-        _BOOKLET_STATEMENT.run(cursor, [zone, patient.pk])
-        body, revision, _ = cursor.fetchone()
+    body, revision, _ = _BOOKLET_STATEMENT.fetchone([zone, patient.pk])
     return str(body).encode(), _booklet_etag(patient, zone, str(revision))
 
 

@@ -301,9 +301,7 @@ def plan_state_and_items_json(patient_id: int, *, lang: str) -> tuple[PlanState,
     PostgreSQL when the plan has an open item (elsewhere, or with none, the two reads). None if
     the patient has no plan state."""
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            _STATE_ITEMS.run(cursor, [patient_id, patient_id, patient_id])
-            rows = cursor.fetchall()
+        rows = _STATE_ITEMS.fetchall([patient_id, patient_id, patient_id])
         if rows and rows[0][4] is not None:
             return _state(patient_id, rows[0][4], rows[0][5]), _items_json([row[:4] for row in rows], lang)
     state = plan_state_of(patient_id)

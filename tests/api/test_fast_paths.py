@@ -131,6 +131,19 @@ def test_the_kept_cursor_reads_what_djangos_cursor_reads(world: World) -> None:
 
 
 @pytest.mark.postgres
+def test_fetchall_reads_every_row_on_the_kept_cursor_as_on_djangos(world: World) -> None:
+    from backend.prepared import Prepared
+
+    series = Prepared("carnet_test_series", "SELECT n, n * 2 FROM generate_series(1, %s) n ORDER BY n", ("int",))
+    fast = series.fetchall([3])  # no one records queries: the kept cursor
+    with CaptureQueriesContext(connection) as queries:  # recorded: Django's cursor
+        seen = series.fetchall([3])
+    assert len(queries.captured_queries) == 1 and "EXECUTE carnet_test_series" in queries.captured_queries[0]["sql"]
+    assert [tuple(row) for row in fast] == [tuple(row) for row in seen] == [(1, 2), (2, 4), (3, 6)]
+    assert series.fetchall([0]) == []
+
+
+@pytest.mark.postgres
 def test_the_kept_cursor_raises_djangos_errors_and_refuses_a_broken_transaction(world: World) -> None:
     from django.db import transaction
     from django.db.transaction import TransactionManagementError
