@@ -104,19 +104,19 @@ def instant_json_sql(value: str) -> str:
     return _INSTANT_JSON.format(value)
 
 
-def session_zone_sql(zone: str) -> tuple[str, str]:
+def session_zone_sql(zone: str, *, alias: str = "p") -> tuple[str, str]:
     """Columns that set the session's time zone to ``zone`` (SQL text) for the rest of the
     statement, and the column that puts it back.
 
-    The first pair goes in a ``FROM`` subquery of one row (``set_config`` is volatile: the
-    subquery is not flattened into the outer query, so it runs before the outer columns): the
-    time zone in force (``prior_zone``), then the new one (``zone``, what ``set_config``
-    returns). The second goes last in the outer ``SELECT``, after every instant. Both are
-    ``is_local`` settings: a statement on its own (autocommit) ends with the time zone as it
-    was anyway, and a rolled-back transaction or savepoint undoes them.
+    The first pair goes in a ``FROM`` subquery of one row named ``alias`` (``set_config`` is
+    volatile: the subquery is not flattened into the outer query, so it runs before the outer
+    columns): the time zone in force (``prior_zone``), then the new one (``zone``, what
+    ``set_config`` returns). The second goes last in the outer ``SELECT``, after every instant.
+    Both are ``is_local`` settings: a statement on its own (autocommit) ends with the time zone
+    as it was anyway, and a rolled-back transaction or savepoint undoes them.
     """
     first = f"current_setting('TimeZone') AS prior_zone, set_config('TimeZone', {zone}, true) AS zone"
-    return first, "set_config('TimeZone', p.prior_zone, true)"
+    return first, f"set_config('TimeZone', {alias}.prior_zone, true)"
 
 
 # For the schema of a conditional GET.

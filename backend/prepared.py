@@ -17,9 +17,9 @@ Django's health check, which costs a ``SELECT 1`` round trip per request on a re
 PostgreSQL restart, an idle timeout), the connection is closed and the statement runs once more
 on a new one, as the health check would have done before it.
 
-``Prepared.fetchone`` (and ``fetchall``) runs a statement through a psycopg cursor kept per connection, without
-Django's cursor wrapper, when nothing records or wraps queries (``DEBUG`` off, no
-``assertNumQueries``, no ``execute_wrapper``): creating Django's cursor and wrapper for one
+``Prepared.fetchone`` and ``fetchall`` run a statement through a psycopg cursor kept per
+connection, without Django's cursor wrapper, when nothing records or wraps queries (``DEBUG``
+off, no ``assertNumQueries``, no ``execute_wrapper``): creating Django's cursor and wrapper for one
 short statement costs about as much CPU as the statement's own round trip (0.07-0.1 ms of the
 auth query's 0.15-0.18 ms, in process). Database errors are Django's all the same
 (``wrap_database_errors``), and a broken transaction is refused as Django's cursor refuses it.
