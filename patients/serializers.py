@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
+from django.db import connection, models
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
@@ -628,7 +628,7 @@ def _json_kind(field: serializers.Field, column: Any) -> tuple[str, tuple[str, .
         return "bool", ()
     if isinstance(field, serializers.IntegerField):
         return "int", ()
-    if getattr(column, "get_internal_type", lambda: "")() in ("CharField", "TextField"):
+    if isinstance(column, (models.CharField, models.TextField)):  # a text column of the row itself
         choices = field.choices if isinstance(field, serializers.ChoiceField) else {}
         return "text", tuple(str(key) for key in choices)
     return "any", ()
