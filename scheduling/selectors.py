@@ -7,7 +7,6 @@ query count. Instants become local dates in the patient's time zone here (TIME-0
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from django.db.models import Q, QuerySet
 
 from patients.models import Comedication, DentalEvent, DoseRecord, LabResult, Patient, TreatmentCourse
 from scheduling.rules import facts as rf
-from scheduling.rules.calendar import add_months
+from scheduling.rules.assemble import plan_inputs_from_rows
 from scheduling.rules.config import RulesConfig
 
 if TYPE_CHECKING:
@@ -33,28 +32,6 @@ def rules_config() -> RulesConfig:
     if _CONFIG is None:
         _CONFIG = RulesConfig.from_mapping(getattr(settings, "CARNET_RULES", {}) or {})
     return _CONFIG
-
-
-def _f(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]  # Decimal | float | int
-
-
-PRODUCT_PROTOCOL_FALLBACK = {
-    # A dose entered as history without a course still counts for its protocol.
-    ("denosumab", 60): "denosumab_op_60mg_q6m",
-    ("denosumab", 120): "denosumab_onco_120mg",
-    ("zoledronic_acid", 5): "zoledronic_op_5mg",
-    ("alendronate", 70): "alendronate_op_70mg_weekly",
-}
-
-
-def _dose_protocol(product: str, dose_value: Any) -> str:
-    """The protocol of a dose recorded without a course (vitamin D, a one-off infusion)."""
-    if product == "cholecalciferol":
-        return "vitamin_d_50000iu"
-    if product == "zoledronic_acid" and float(dose_value) < 5:
-        return "zoledronic_onco_4mg"
-    return PRODUCT_PROTOCOL_FALLBACK.get((product, int(dose_value)), "zoledronic_onco_4mg")
 
 
 # The fact reads of ``plan_inputs``: (model, columns, order). On PostgreSQL they run as written
@@ -104,78 +81,21 @@ def _orm_fact_rows(name: str, ids: list[int]) -> list[tuple[Any, ...]]:
     return list(model.objects.filter(patient_id__in=ids, voided_at__isnull=True).order_by(*order).values_list(*names))
 
 
-# The facts are built by the thousand per batch: positional constructors without the frozen
-# ``__init__`` (``rules.facts.positional``), each field given.
-_course, _stop, _dose = rf.positional(rf.Course), rf.positional(rf.Stop), rf.positional(rf.Dose)
-_lab, _dental, _comedication = rf.positional(rf.Lab), rf.positional(rf.DentalEvent), rf.positional(rf.Comedication)
-
-
 def plan_inputs(patients: Sequence[Patient], *, today_by_patient: dict[int, date]) -> dict[int, rf.PlanInput]:
     """The facts of ``patients`` as ``PlanInput`` values, in five queries whatever the history."""
-    # Plain rows, not model instances: building ~30 instances per patient cost more than the
-    # rules themselves (bench/bench_replan.py).
+    # Plain rows, not model instances (building ~30 instances per patient cost more than the
+    # rules themselves), made into the rules' values by compiled code (rules.assemble).
     ids = [p.pk for p in patients]
-    courses: dict[int, list[rf.Course]] = defaultdict(list)
-    course_protocols: dict[int, str] = {}
-    for pk, patient_id, protocol, start_date, stop_date, consolidation, response in _fact_rows("courses", ids):
-        stop = None if stop_date is None else _stop(stop_date, consolidation or None)
-        courses[patient_id].append(_course(str(pk), protocol, start_date, stop, response or None, None))
-        course_protocols[pk] = protocol
-    doses: dict[int, list[rf.Dose]] = defaultdict(list)
-    for pk, patient_id, course_id, product, dose_value, given_on in _fact_rows("doses", ids):
-        if course_id is not None:
-            protocol = course_protocols[course_id]
-            course_key = str(course_id)
-        else:
-            protocol = _dose_protocol(product, dose_value)
-            course_key = None
-        doses[patient_id].append(_dose(str(pk), protocol, given_on, course_key))
-    labs: dict[int, list[rf.Lab]] = defaultdict(list)
-    egfr: dict[int, tuple[date, float]] = {}
-    crcl: dict[int, tuple[date, float]] = {}
-    for patient_id, test, value, unit, albumin, drawn_on, low, high in _fact_rows("labs", ids):
-        found = labs[patient_id]
-        found.append(_lab(test, float(value), unit, drawn_on, _f(low), _f(high)))
-        if albumin is not None:
-            # CA-01: the albumin of the same draw travels as its own lab on the same date.
-            found.append(_lab("albumin", float(albumin), "g/L", drawn_on, None, None))
-        if test == "egfr":
-            egfr[patient_id] = (drawn_on, float(value))
-        elif test == "crcl":
-            crcl[patient_id] = (drawn_on, float(value))
-    dental: dict[int, list[rf.DentalEvent]] = defaultdict(list)
-    for patient_id, event, day in _fact_rows("dental", ids):
-        dental[patient_id].append(_dental(event, day))
-    comeds: dict[int, list[rf.Comedication]] = defaultdict(list)
-    for patient_id, name, drug_class, mg_per_day, start_date, stop_date in _fact_rows("comedications", ids):
-        comeds[patient_id].append(_comedication(name, drug_class, _f(mg_per_day), start_date, stop_date))
-    config = rules_config()
-    out: dict[int, rf.PlanInput] = {}
-    for patient in patients:
-        today = today_by_patient[patient.pk]
-        # REN-02: renal values older than the look-back count as unknown.
-        cutoff = add_months(today, -config.renal_lookback_months)
-        egfr_value = egfr.get(patient.pk)
-        crcl_value = crcl.get(patient.pk)
-        out[patient.pk] = rf.PlanInput(
-            patient=rf.PatientFacts(
-                birth_date=patient.birth_date,
-                sex=patient.sex,
-                timezone=patient.timezone,
-                egfr_ml_min=egfr_value[1] if egfr_value and egfr_value[0] >= cutoff else None,
-                crcl_ml_min=crcl_value[1] if crcl_value and crcl_value[0] >= cutoff else None,
-                weight_kg=_f(patient.weight_kg),
-                dialysis=patient.dialysis,
-                risk_factors=tuple(patient.risk_factors or ()),
-                predispositions=tuple(patient.predispositions or ()),
-            ),
-            courses=tuple(courses[patient.pk]),
-            doses=tuple(doses[patient.pk]),
-            labs=tuple(labs[patient.pk]),
-            dental=tuple(dental[patient.pk]),
-            comedications=tuple(comeds[patient.pk]),
-        )
-    return out
+    return plan_inputs_from_rows(
+        patients,
+        today_by_patient,
+        rules_config(),
+        _fact_rows("courses", ids),
+        _fact_rows("doses", ids),
+        _fact_rows("labs", ids),
+        _fact_rows("dental", ids),
+        _fact_rows("comedications", ids),
+    )
 
 
 def patients_with_open_items(*, due_on_or_before: date) -> QuerySet[PlanItem, int]:

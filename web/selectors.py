@@ -12,8 +12,9 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from patients.models import DoseRecord, Patient, StaffMembership, TreatmentCourse, User
 from scheduling.models import OPEN_STATUSES, Appointment, Escalation, ItemStatus, PlanItem
+from scheduling.rules.assemble import PRODUCT_PROTOCOL_FALLBACK
 from scheduling.rules.calendar import add_months
-from scheduling.selectors import PRODUCT_PROTOCOL_FALLBACK, rules_config
+from scheduling.selectors import rules_config
 from scheduling.worklist import WORKLIST_KINDS, worklist_items
 from web.adherence import COUNTED_PROTOCOLS, CourseFact, DoseFact, DoseWindow, adherence_share, dose_windows
 

@@ -67,7 +67,7 @@ def assign_courses(facts: PlanInput) -> dict[str, str | None]:
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Context:
     facts: PlanInput
     today: date
@@ -82,6 +82,28 @@ class Context:
     # ``doses_where`` answers by its arguments: the rules ask the same questions per item
     # (gates on ``today``), each a walk over ten years of doses.
     _found: dict[tuple[str | None, str | None, str | None, date | None], tuple[Dose, ...]]
+
+    def __init__(
+        self,
+        facts: PlanInput,
+        today: date,
+        config: RulesConfig,
+        table: Mapping[str, Protocol],
+        dose_course: Mapping[str, str | None],
+        doses: tuple[Dose, ...],
+        by_course: Mapping[tuple[str | None, str], tuple[Dose, ...]],
+        horizon_end: date,
+        _found: dict[tuple[str | None, str | None, str | None, date | None], tuple[Dose, ...]],
+    ) -> None:
+        object.__setattr__(self, "facts", facts)
+        object.__setattr__(self, "today", today)
+        object.__setattr__(self, "config", config)
+        object.__setattr__(self, "table", table)
+        object.__setattr__(self, "dose_course", dose_course)
+        object.__setattr__(self, "doses", doses)
+        object.__setattr__(self, "by_course", by_course)
+        object.__setattr__(self, "horizon_end", horizon_end)
+        object.__setattr__(self, "_found", _found)
 
     @classmethod
     def build(cls, facts: PlanInput, today: date, config: RulesConfig) -> Context:

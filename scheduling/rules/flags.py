@@ -25,7 +25,7 @@ REBOUND_RISK_PATIENT_FR = (
 ParamValue = str | int | float | bool | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Flag:
     code: str
     rule: str
@@ -34,6 +34,24 @@ class Flag:
     override_allowed: bool = False
     params: tuple[tuple[str, ParamValue], ...] = ()
     subject: str | None = None  # the item or course key the flag is about, if any
+
+    def __init__(
+        self,
+        code: str,
+        rule: str,
+        severity: str,
+        blocks: bool = False,
+        override_allowed: bool = False,
+        params: tuple[tuple[str, ParamValue], ...] = (),
+        subject: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "severity", severity)
+        object.__setattr__(self, "blocks", blocks)
+        object.__setattr__(self, "override_allowed", override_allowed)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "subject", subject)
 
     @property
     def message_key(self) -> str:

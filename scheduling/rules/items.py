@@ -56,10 +56,11 @@ def timing_of(
     return Timing(reminder_days, window_before_days, window_after_days, window_status, ladder)
 
 
-# Not frozen, unlike the facts: a frozen dataclass pays one ``object.__setattr__`` per field on
-# construction (~6 µs for these 22 fields, a quarter of the engine's time at ~30 items per plan).
-# Treat items as values all the same: change one with ``dataclasses.replace``.
-@dataclass(slots=True)
+# Not frozen, unlike the facts: as plain Python, a frozen dataclass pays one ``object.__setattr__``
+# per field on construction (~6 µs for these 22 fields, a quarter of the engine's time at ~30
+# items per plan). Treat items as values all the same: change one with ``dataclasses.replace``.
+# The ``__init__`` is written out (``init=False``) so that mypyc compiles it (see facts.py).
+@dataclass(slots=True, init=False)
 class PlanItem:
     key: str
     kind: str
@@ -84,18 +85,74 @@ class PlanItem:
     notification_offsets: tuple[int, ...] = ()
     until: date | None = None
 
+    def __init__(
+        self,
+        key: str,
+        kind: str,
+        protocol: str | None,
+        course_key: str | None,
+        ordinal: int | None,
+        dose_mg: float | None,
+        product: str | None,
+        phase: str | None,
+        due: date,
+        window_start: date,
+        window_end: date,
+        reminder: date,
+        status: str,
+        level: str | None,
+        escalation: Mapping[str, date],
+        rule: str,
+        blocked_by: tuple[str, ...] = (),
+        days_late: int = 0,
+        severity: str | None = None,
+        notify: tuple[str, ...] = (),
+        notification_offsets: tuple[int, ...] = (),
+        until: date | None = None,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.protocol = protocol
+        self.course_key = course_key
+        self.ordinal = ordinal
+        self.dose_mg = dose_mg
+        self.product = product
+        self.phase = phase
+        self.due = due
+        self.window_start = window_start
+        self.window_end = window_end
+        self.reminder = reminder
+        self.status = status
+        self.level = level
+        self.escalation = escalation
+        self.rule = rule
+        self.blocked_by = blocked_by
+        self.days_late = days_late
+        self.severity = severity
+        self.notify = notify
+        self.notification_offsets = notification_offsets
+        self.until = until
+
     @property
     def actionable(self) -> bool:
         """The dose could be given today: window open, due, overdue (or blocked)."""
         return self.status in ACTIONABLE or self.status.startswith("overdue") or (self.status == "blocked")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Plan:
     items: tuple[PlanItem, ...]
     flags: tuple[Flag, ...]
     labs: LabSummary
     notes: tuple[str, ...] = field(default=())
+
+    def __init__(
+        self, items: tuple[PlanItem, ...], flags: tuple[Flag, ...], labs: LabSummary, notes: tuple[str, ...] = ()
+    ) -> None:
+        object.__setattr__(self, "items", items)
+        object.__setattr__(self, "flags", flags)
+        object.__setattr__(self, "labs", labs)
+        object.__setattr__(self, "notes", notes)
 
 
 def ladder_status(today: date, due: date, timing: Timing) -> tuple[str, EscalationLevel | None, int]:

@@ -37,6 +37,9 @@ __all__ = [
     "zoledronic_dose_mg",
 ]
 
+# ``date`` is also a field name (CalciumResult): its ``__init__`` parameter is typed through this.
+_Date = date
+
 CA_MG_DL_PER_MMOL_L = 4.008  # CA-01: mg/dL ÷ 4.008 -> mmol/L
 CREATININE_UMOL_PER_MG_DL = 88.4
 VITD_NMOL_PER_NG = 2.5  # VITD-01: nmol/L = ng/mL x 2.5 (the seed's convention)
@@ -104,13 +107,20 @@ def ctcae_grade(value: float, low: float, high: float) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CalciumResult:
     value_mmol_l: float  # corrected when ``corrected`` (CA-01), never rounded (CA-02)
     corrected: bool
     date: date
     low: float
     high: float
+
+    def __init__(self, value_mmol_l: float, corrected: bool, date: _Date, low: float, high: float) -> None:
+        object.__setattr__(self, "value_mmol_l", value_mmol_l)
+        object.__setattr__(self, "corrected", corrected)
+        object.__setattr__(self, "date", date)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
 
     @property
     def status(self) -> str:
@@ -225,13 +235,18 @@ def crcl_on(patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: Rul
     return patient.crcl_ml_min
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RenalFunction:
     """REN-02: eGFR first, then CrCl; ``value`` None means unknown."""
 
     value: float | None
     source: str  # egfr | crcl | unknown
     dialysis: bool
+
+    def __init__(self, value: float | None, source: str, dialysis: bool) -> None:
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "dialysis", dialysis)
 
     @property
     def known(self) -> bool:
@@ -271,7 +286,7 @@ def zoledronic_dose_mg(crcl_ml_min: float) -> float | None:
 # --- summary -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LabSummary:
     corrected_calcium_mmol_l: float | None
     calcium_corrected: bool
@@ -285,6 +300,34 @@ class LabSummary:
     egfr_ml_min: float | None
     renal_source: str
     zoledronic_dose_mg: float | None
+
+    def __init__(
+        self,
+        corrected_calcium_mmol_l: float | None,
+        calcium_corrected: bool,
+        calcium_status: str | None,
+        calcium_grade: int | None,
+        calcium_date: date | None,
+        vitd_ng_ml: float | None,
+        vitd_class: str | None,
+        vitd_date: date | None,
+        crcl_ml_min: float | None,
+        egfr_ml_min: float | None,
+        renal_source: str,
+        zoledronic_dose_mg: float | None,
+    ) -> None:
+        object.__setattr__(self, "corrected_calcium_mmol_l", corrected_calcium_mmol_l)
+        object.__setattr__(self, "calcium_corrected", calcium_corrected)
+        object.__setattr__(self, "calcium_status", calcium_status)
+        object.__setattr__(self, "calcium_grade", calcium_grade)
+        object.__setattr__(self, "calcium_date", calcium_date)
+        object.__setattr__(self, "vitd_ng_ml", vitd_ng_ml)
+        object.__setattr__(self, "vitd_class", vitd_class)
+        object.__setattr__(self, "vitd_date", vitd_date)
+        object.__setattr__(self, "crcl_ml_min", crcl_ml_min)
+        object.__setattr__(self, "egfr_ml_min", egfr_ml_min)
+        object.__setattr__(self, "renal_source", renal_source)
+        object.__setattr__(self, "zoledronic_dose_mg", zoledronic_dose_mg)
 
 
 def summarise(patient: PatientFacts, labs: Iterable[Lab], *, on: date, config: RulesConfig) -> LabSummary:

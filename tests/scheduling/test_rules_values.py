@@ -1,10 +1,15 @@
 """The positional constructors of the rules' value classes (``rules.facts.positional``) give the
-values the classes' own constructors give: equal, hashed alike, still frozen."""
+values the classes' own constructors give: equal, hashed alike, still frozen. And the
+constructors written out (``init=False``, so that mypyc compiles them) are the ones ``dataclass``
+would generate: every field, in order, with its default, set once from its own parameter."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +67,60 @@ def test_make_flag_is_the_flag_the_class_builds() -> None:
     params = (("due", "2026-05-01"), ("overdue", False))
     assert flag == Flag("EARLY_INJECTION", "OP-03", "I", False, False, params, "12")
     assert make_flag("OP_RISK", "RISK-02", "I") == Flag("OP_RISK", "RISK-02", "I")
+
+
+RULES_DIR = Path(_native.__file__).resolve().parent
+
+
+def _written_inits() -> list[tuple[str, ast.ClassDef]]:
+    """Every dataclass of the rules declared ``init=False``, as (module name, class node)."""
+    found = []
+    for path in sorted(RULES_DIR.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if not isinstance(node, ast.ClassDef):
+                continue
+            for decorator in node.decorator_list:
+                if (
+                    isinstance(decorator, ast.Call)
+                    and getattr(decorator.func, "id", None) == "dataclass"
+                    and any(k.arg == "init" and getattr(k.value, "value", True) is False for k in decorator.keywords)
+                ):
+                    found.append((path.stem, node))
+    return found
+
+
+WRITTEN = _written_inits()
+
+
+def test_the_value_classes_built_per_patient_write_their_init() -> None:
+    names = {node.name for _, node in WRITTEN}
+    assert {"PatientFacts", "Course", "Dose", "Lab", "PlanInput", "PlanItem", "Plan", "Flag", "LabSummary"} <= names
+
+
+@pytest.mark.parametrize(("module", "node"), WRITTEN, ids=[node.name for _, node in WRITTEN])
+def test_a_written_init_is_the_one_dataclass_would_generate(module: str, node: ast.ClassDef) -> None:
+    cls = getattr(importlib.import_module(f"scheduling.rules.{module}"), node.name)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    init = next(n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    params = [a.arg for a in init.args.args[1:]]
+    assert params == [f.name for f in fields]
+    missing = len(params) - len(init.args.defaults)
+    written = [dataclasses.MISSING] * missing + [ast.literal_eval(d) for d in init.args.defaults]
+    assert written == [f.default for f in fields]
+    assert all(f.default_factory is dataclasses.MISSING for f in fields)
+    # The body sets each field once, in order, from the parameter of its name (``self.x = x``, or
+    # ``object.__setattr__(self, "x", x)`` for a frozen class).
+    frozen = cls.__dataclass_params__.frozen
+    set_fields = []
+    for statement in init.body:
+        if frozen:
+            assert isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+            call = statement.value
+            assert ast.unparse(call.func) == "object.__setattr__"
+            target, source = call.args[1].value, call.args[2]  # type: ignore[attr-defined]
+        else:
+            assert isinstance(statement, ast.Assign) and len(statement.targets) == 1
+            target, source = ast.unparse(statement.targets[0]).removeprefix("self."), statement.value
+        assert isinstance(source, ast.Name) and source.id == target
+        set_fields.append(target)
+    assert set_fields == params
