@@ -8,6 +8,7 @@ filesystem transport). Production sets ``DJANGO_ENV=production`` plus ``SECRET_K
 from __future__ import annotations
 
 import json
+import ssl
 from datetime import timedelta
 from pathlib import Path
 
@@ -242,6 +243,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # A message not acknowledged within the visibility timeout goes back to the queue.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # kombu's Redis transport, except that a channel of a closed connection fails as a lost
+    # connection, which the worker rides through, not as an AttributeError that stops it (kombu
+    # issue #582; backend.broker). The URL's scheme no longer picks the transport, so TLS for
+    # rediss:// is asked for here, with the server's certificate verified (kombu's own default
+    # there is not to verify it); ssl_* parameters in the URL still take precedence.
+    CELERY_BROKER_TRANSPORT = "backend.broker:Transport"
+    if CELERY_BROKER_URL.startswith("rediss://"):
+        CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_ACKS_LATE = True
