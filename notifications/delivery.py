@@ -916,8 +916,10 @@ def _fold(user_id: int, channel: str, today: date, tz: ZoneInfo, moment: datetim
         day = today
         for _ in range(3):
             key = policy.idempotency_key("digest", user_id, channel, day.isoformat())
+            # A digest has no patient: unique by key among such rows (``outbox_staff_key_uniq``).
             digest, _created = OutboxMessage.objects.get_or_create(
                 key=key,
+                patient=None,
                 defaults={
                     "kind": MessageKind.DIGEST,
                     "channel": channel,

@@ -140,7 +140,12 @@ class MessageKind(models.TextChoices):
 class OutboxMessage(models.Model):
     """One message to one recipient on one channel at one ``send_at``."""
 
-    key = models.CharField(_("idempotency key"), max_length=64, unique=True)
+    # The message's identity (a hash: ``policy.idempotency_key``), written once. Unique per patient
+    # (``outbox_patient_key_uniq``, and by itself for the staff rows without one): an index led by
+    # the patient keeps a re-plan batch's new keys on neighbouring pages, where a unique index on
+    # the hash alone put each insert, cancel and outcome on a random page of a 3.4 GB index at a
+    # million patients (docs/benchmarks.md, re-planning item 19).
+    key = models.CharField(_("idempotency key"), max_length=64)
     kind = models.CharField(max_length=16, choices=MessageKind.choices)
     channel = models.CharField(max_length=10, choices=Channel.choices)
     state = models.CharField(max_length=10, choices=OutboxState.choices, default=OutboxState.PENDING)
@@ -229,6 +234,14 @@ class OutboxMessage(models.Model):
             ),
             models.Index(fields=["escalation"], name="outbox_escalation_idx", condition=Q(escalation__isnull=False)),
             models.Index(fields=["digest"], name="outbox_digest_idx", condition=Q(digest__isnull=False)),
+        ]
+        constraints = [
+            # The key of a patient's message is unique among that patient's; a key is a hash of
+            # the message's parts, the patient's item or escalation among them, so no two
+            # patients' keys meet. ``create_rows`` inserts with ON CONFLICT on these columns.
+            models.UniqueConstraint(fields=["patient", "key"], name="outbox_patient_key_uniq"),
+            # Staff rows without a patient (the daily digests) are unique by key alone.
+            models.UniqueConstraint(fields=["key"], condition=Q(patient__isnull=True), name="outbox_staff_key_uniq"),
         ]
 
     def __str__(self) -> str:

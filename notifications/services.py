@@ -502,7 +502,7 @@ def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
     """Insert rows, skipping keys that already exist (a concurrent re-plan), and audit them.
 
     On PostgreSQL one statement per 500 rows inserts them and writes the audit entry of each row
-    it inserted from what the insert returned (``WITH done AS (INSERT … ON CONFLICT (key) DO
+    it inserted from what the insert returned (``WITH done AS (INSERT … ON CONFLICT (patient_id, key) DO
     NOTHING RETURNING …) INSERT INTO <history> SELECT … FROM done``, as the delivery outcomes do):
     ``bulk_create``, the re-read by key and ``bulk_history_create`` cost ~0.55 ms of Python a
     row, for the next day's new reminders at a million patients. The same values and entries
@@ -517,13 +517,28 @@ def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
 
 def _create_rows_orm(rows: list[OutboxMessage], *, reason: str) -> int:
     """``create_rows`` through the ORM and django-simple-history."""
+    existing = {row.pk for row in _rows_by_key(rows)}
     OutboxMessage.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
-    keys = [r.key for r in rows]
-    fresh: list[OutboxMessage] = []
-    for start in range(0, len(keys), 900):
-        fresh.extend(OutboxMessage.objects.filter(key__in=keys[start : start + 900]))
+    # Only the rows this call inserted are audited and counted, as on PostgreSQL.
+    fresh = [row for row in _rows_by_key(rows) if row.pk not in existing]
     OutboxMessage.history.bulk_history_create(fresh, batch_size=500, default_change_reason=reason)
     return len(fresh)
+
+
+def _rows_by_key(rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """The stored rows with the patients and keys of ``rows``, read as the unique constraints
+    index them (by patient and key; the key alone is indexed only for rows without a patient):
+    one query per 400 rows."""
+    wanted = {(row.patient_id, row.key) for row in rows}
+    found: list[OutboxMessage] = []
+    for start in range(0, len(rows), 400):
+        chunk = rows[start : start + 400]
+        patient_ids = {row.patient_id for row in chunk if row.patient_id is not None}
+        of_patients = Q(patient_id__in=patient_ids) | Q(patient__isnull=True)
+        keys = {row.key for row in chunk}
+        stored = OutboxMessage.objects.filter(of_patients, key__in=keys)
+        found.extend(r for r in stored if (r.patient_id, r.key) in wanted)
+    return list({r.pk: r for r in found}.values())
 
 
 def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
@@ -535,7 +550,7 @@ def _create_rows_audited(rows: list[OutboxMessage], *, reason: str) -> int:
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 500):
             insert, params = rows_insert_sql(
-                rows[start : start + 500], connection=connection, suffix="ON CONFLICT (key) DO NOTHING"
+                rows[start : start + 500], connection=connection, suffix="ON CONFLICT (patient_id, key) DO NOTHING"
             )
             params += audit_params(reason, "+")
             cursor.execute(with_audit_sql(insert), params)
