@@ -1,9 +1,9 @@
 """Reminders and alerts as an outbox: one row per message, recipient, channel and send time.
 
 The database holds ``send_at``; a sweep run by Celery beat every minute claims due rows with a
-lease and hands them to the transports. Each row's ``key`` is unique (a hash of the plan item
-key, its version, the offset, the channel and the recipient), so re-planning never sends twice
-and a moved or closed item cancels its pending rows. Every state change is audited
+lease and hands them to the transports. Each row's ``key`` is unique for its patient (a hash of
+the plan item key, its version, the offset, the channel and the recipient), so re-planning never
+sends twice and a moved or closed item cancels its pending rows. Every state change is audited
 (django-simple-history), and nothing here is ever deleted.
 """
 
