@@ -59,7 +59,8 @@ class AddUniqueConstraintOnline(AddConstraint):
             super().database_forwards(app_label, schema_editor, from_state, to_state)
             return
         constraint = self.constraint
-        if not isinstance(constraint, UniqueConstraint) or constraint.expressions or constraint.include:
+        # ``include`` is not in django-stubs' UniqueConstraint.
+        if not isinstance(constraint, UniqueConstraint) or constraint.expressions or getattr(constraint, "include", ()):
             raise ValueError(f"{constraint.name}: only a unique constraint on columns is built online")
         qn = schema_editor.quote_name
         name = constraint.name
