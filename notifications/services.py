@@ -499,14 +499,15 @@ def outbox_sync(
 
 
 def create_rows(rows: list[OutboxMessage], *, reason: str) -> int:
-    """Insert rows, skipping keys that already exist (a concurrent re-plan), and audit them.
+    """Insert rows, skipping those whose patient already has their key (a concurrent re-plan),
+    and audit them.
 
     On PostgreSQL one statement per 500 rows inserts them and writes the audit entry of each row
-    it inserted from what the insert returned (``WITH done AS (INSERT … ON CONFLICT (patient_id, key) DO
-    NOTHING RETURNING …) INSERT INTO <history> SELECT … FROM done``, as the delivery outcomes do):
-    ``bulk_create``, the re-read by key and ``bulk_history_create`` cost ~0.55 ms of Python a
-    row, for the next day's new reminders at a million patients. The same values and entries
-    (tested against this ORM path, which other databases take).
+    it inserted from what the insert returned (``WITH done AS (INSERT … ON CONFLICT (patient_id,
+    key) DO NOTHING RETURNING …) INSERT INTO <history> SELECT … FROM done``, as the delivery
+    outcomes do): ``bulk_create``, the re-read by key and ``bulk_history_create`` cost ~0.55 ms of
+    Python a row, for the next day's new reminders at a million patients. The same values and
+    entries (tested against this ORM path, which other databases take).
     """
     if not rows:
         return 0
