@@ -18,4 +18,4 @@ REST_FRAMEWORK = {
 }
 # Bytes of rendered plans and booklets each worker keeps by ETag (patients.api, scheduling.api);
 # 0 measures every 200 rendered afresh (bench_api.py --kept-bytes 0).
-CARNET_API_KEPT_BYTES = int(os.environ.get("BENCH_API_KEPT_BYTES", 16 * 1024 * 1024))
+CARNET_API_KEPT_BYTES = int(os.environ.get("BENCH_API_KEPT_BYTES", 32 * 1024 * 1024))  # the default

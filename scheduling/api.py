@@ -176,8 +176,8 @@ def plan_json(patient: Patient, *, lang: str, state: PlanState | None, items: st
 
 
 # Plans rendered by this process, by ETag (revision, local date, language, format): that is all
-# the body depends on. A plan is ~15-30 KB: about 500 here.
-PLANS = BodyCache(max_bytes=getattr(settings, "CARNET_API_KEPT_BYTES", 16 * 1024 * 1024))
+# the body depends on. A plan is ~15-30 KB: about 1,000 in the default 32 MiB.
+PLANS = BodyCache(max_bytes=settings.CARNET_API_KEPT_BYTES)
 
 
 def plan_response(request: HttpRequest, patient: Patient, *, lang: str) -> HttpResponse:

@@ -96,7 +96,7 @@ SETTINGS_PROBE = textwrap.dedent(
         "engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.get("HOST", ""), "port": db.get("PORT", ""),
         "broker": settings.CELERY_BROKER_URL, "app_broker": app.conf.broker_url,
         "transport_options": app.conf.broker_transport_options,
-        "debug": settings.DEBUG,
+        "debug": settings.DEBUG, "kept_bytes": settings.CARNET_API_KEPT_BYTES,
     }))
     """
 )
@@ -143,6 +143,22 @@ def test_database_url_and_broker_url_come_from_the_environment(tmp_path: Path) -
     assert isinstance(options, dict)
     assert "data_folder_in" not in options
     assert options["visibility_timeout"] == 3600
+
+
+def test_kept_bodies_are_sized_from_the_environment_and_bad_sizes_are_refused(tmp_path: Path) -> None:
+    assert read_settings(clean_env(tmp_path))["kept_bytes"] == 32 * 1024 * 1024
+    assert read_settings(clean_env(tmp_path, CARNET_API_KEPT_BYTES="0"))["kept_bytes"] == 0
+    for bad in ("-1", "32M"):
+        done = subprocess.run(
+            [sys.executable, "-c", SETTINGS_PROBE],
+            cwd=ROOT,
+            env={**clean_env(tmp_path, CARNET_API_KEPT_BYTES=bad), "DJANGO_SETTINGS_MODULE": "backend.settings"},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode != 0
+        assert "ImproperlyConfigured: CARNET_API_KEPT_BYTES" in done.stderr, done.stderr[-2000:]
 
 
 # --- Production checks and migrations ------------------------------------------------------------
