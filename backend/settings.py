@@ -303,9 +303,7 @@ CARNET_ICAL_HISTORY_DAYS = env_int("CARNET_ICAL_HISTORY_DAYS", 730)
 # first 1,000 patients of the benchmark's million weigh 17.6 MiB, and a least-recently-used cache
 # read in turn by a set a little larger than itself misses nearly every time (16 MiB: the
 # booklet's PostgreSQL 0.15 ms a request, 32 MiB: 0.09; docs/benchmarks.md, API, session 14).
-CARNET_API_KEPT_BYTES = env_int("CARNET_API_KEPT_BYTES", 32 * 1024 * 1024)
-if CARNET_API_KEPT_BYTES < 0:
-    raise ImproperlyConfigured(f"CARNET_API_KEPT_BYTES: expected 0 or more bytes, got {CARNET_API_KEPT_BYTES}")
+CARNET_API_KEPT_BYTES = env_int("CARNET_API_KEPT_BYTES", 32 * 1024 * 1024, minimum=0)
 
 # Email: Django's SMTP backend; the demo prints to the console unless EMAIL_HOST is set.
 EMAIL_HOST = env_str("EMAIL_HOST", "")

@@ -238,7 +238,7 @@ class OutboxMessage(models.Model):
         constraints = [
             # The key of a patient's message is unique among that patient's; a key is a hash of
             # the message's parts, the patient's item or escalation among them, so no two
-            # patients' keys meet. ``create_rows`` inserts with ON CONFLICT on these columns.
+            # patients' keys meet. ``create_rows`` skips a row that conflicts with either.
             models.UniqueConstraint(fields=["patient", "key"], name="outbox_patient_key_uniq"),
             # Staff rows without a patient (the daily digests) are unique by key alone.
             models.UniqueConstraint(fields=["key"], condition=Q(patient__isnull=True), name="outbox_staff_key_uniq"),

@@ -57,6 +57,19 @@ def test_create_rows_skips_the_keys_a_patient_has_and_audits_only_the_new(make_p
     assert OutboxMessage.history.count() == 4
 
 
+def test_create_rows_skips_a_staff_rows_existing_key(django_user_model: Any, make_patient: Any) -> None:
+    nurse = django_user_model.objects.create_user(email="n2@example.org", password="x")
+    patient = make_patient()
+    assert services.create_rows([_row("s1", recipient_user=nurse)], reason="planned") == 1
+    # The same key again without a patient is skipped; with a patient it is that patient's own.
+    again = [_row("s1", recipient_user=nurse), _row("s1", patient)]
+    assert services.create_rows(again, reason="planned") == 1
+    assert sorted(OutboxMessage.objects.values_list("patient_id", flat=True), key=str) == sorted(
+        [None, patient.pk], key=str
+    )
+    assert OutboxMessage.history.count() == 2
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_builds_the_new_keys_online_and_drops_the_old() -> None:
