@@ -3,7 +3,7 @@
 Django's ``QuerySet.bulk_update`` writes ``SET col = CASE WHEN id = 1 THEN … WHEN id = 2 THEN …
 END`` for every column, building and resolving one ``When`` expression per row and column in
 Python, and PostgreSQL then parses and plans a statement of that size: re-planning 1,000
-patients the day after (a status or ``days_late`` moves on ~2,400 items) spent most of its time
+patients the day after (a status or the then stored ``days_late`` moved on ~2,400 items) spent most of its time
 there (cProfile: 33 of 56 s in ``bulk_update``, ~40,000 expressions resolved).
 
 ``rows_update`` sends instead::

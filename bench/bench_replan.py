@@ -63,10 +63,7 @@ def count_writes() -> Iterator[Counter[str]]:
             only_digest = sql.lstrip().startswith(
                 ('UPDATE "scheduling_planstate" SET "digest"', 'UPDATE "scheduling_planstate" AS t SET "digest" ')
             )
-            # The late items' days late and their plan state (scheduling.services._days_late_sync):
-            # a first pass after the loader or a deploy writes them once a day per patient.
-            days_late = sql.lstrip().startswith("UPDATE scheduling_planitem SET days_late") or '"late_on"' in sql
-            counts["digests" if only_digest else "days_late" if days_late else "statements"] += 1
+            counts["digests" if only_digest else "statements"] += 1
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(wrapper):
@@ -102,8 +99,8 @@ def engine_only(ids: list[int]) -> tuple[float, float]:
 def next_day(ids: list[int], *, runs: int) -> tuple[list[float], int, Counter[str]]:
     """Re-plan ``ids`` as of tomorrow, ``runs`` times, each in a transaction rolled back.
 
-    This is the nightly pass's work: days late move with the calendar on every late item (one
-    statement a batch writes them, ``_days_late_sync``), and statuses and levels on some, whose
+    This is the nightly pass's work: statuses and levels move on some items (days late move with
+    the calendar on every late item, but they are not stored: ``PlanItem.days_late``), whose
     plans are diffed and their items, escalations, plan states and outbox rows written. Rolled back so
     every run starts from the same stored plans (the commit itself is not timed).
     (seconds per run, plans changed, statements of the last run)
@@ -273,7 +270,6 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
                 "first_pass_patients_per_s": len(ids) / first,
                 "first_pass_write_statements": writes["statements"],
                 "first_pass_digest_statements": writes["digests"],
-                "first_pass_days_late_statements": writes["days_late"],
                 "plan_inputs_ms_per_patient": 1000 * read / len(ids),
                 "compute_plan_ms_per_patient": 1000 * compute / len(ids),
                 "run_seconds": times,
@@ -305,7 +301,6 @@ def run(*, sample: int, runs: int, next_day_sample: int = 5000, command: str = "
             {
                 "plans_changed": day_changed,
                 "write_statements": day_writes["statements"],
-                "days_late_statements": day_writes["days_late"],
                 "run_seconds": day_times,
             },
         ),

@@ -157,20 +157,24 @@ def plan_data(patient: Patient, *, lang: str, state: PlanState | None) -> dict[s
     No rules run: the stored plan is kept current by every fact service and the nightly pass
     (statuses are those of the last re-plan, see ``scheduling.plan_state``).
     """
+    today = plan_services.patient_today(patient)
     return {
-        "today": plan_services.patient_today(patient).isoformat(),
+        "today": today.isoformat(),
         "language": lang,
-        "items": open_items(patient.pk, lang=lang),
+        "items": open_items(patient.pk, lang=lang, today=today),
         "flags": plan_flags(patient, lang=lang, state=state),
     }
 
 
-def plan_json(patient: Patient, *, lang: str, state: PlanState | None, items: str | None = None) -> bytes:
+def plan_json(
+    patient: Patient, *, lang: str, state: PlanState | None, today: date | None = None, items: str | None = None
+) -> bytes:
     """``plan_data`` as JSON, the items rendered by the database where it can (``open_items_json``,
-    or ``items`` already read)."""
-    envelope = json_text({"today": plan_services.patient_today(patient).isoformat(), "language": lang})
+    or ``items`` already read on ``today``, the patient's local date the ETag names)."""
+    day = today or plan_services.patient_today(patient)
+    envelope = json_text({"today": day.isoformat(), "language": lang})
     if items is None:
-        items = open_items_json(patient.pk, lang=lang)
+        items = open_items_json(patient.pk, lang=lang, today=day)
     flags = json_text(plan_flags(patient, lang=lang, state=state))
     return f'{envelope[:-1]},"items":{items},"flags":{flags}}}'.encode()
 
@@ -184,38 +188,39 @@ def plan_response(request: HttpRequest, patient: Patient, *, lang: str) -> HttpR
     """The plan with an ETag known before the work (revision, today, language): a 304 costs one
     query, or none after auth when the auth query read the revision (the patient's own plan);
     a body this process rendered for the same ETag is not rendered again."""
+    # The patient's local date, once: the ETag names it and the items' days late are counted to it.
+    today = plan_services.patient_today(patient)
     known = plan_revision_at_auth(patient)  # read with the token's user (GET /me/plan)
     if known is not None:
-        etag = _plan_etag(patient, known, lang)
+        etag = _plan_etag(known, today, lang)
         if etag_matches(request, etag):
             return not_modified(etag)
         if (kept := PLANS.get((patient.pk, etag))) is not None:
             return json_bytes_response(request, kept, etag=etag)
         # To be rendered: the state and the items in one statement, the ETag from its revision.
-        if (read := plan_state_and_items_json(patient.pk, lang=lang)) is not None:
-            return _plan_rendered(request, patient, lang=lang, state=read[0], items=read[1])
+        if (read := plan_state_and_items_json(patient.pk, lang=lang, today=today)) is not None:
+            return _plan_rendered(request, patient, lang=lang, today=today, state=read[0], items=read[1])
     stored = plan_state_of(patient.pk)
     if stored is None:  # not re-planned since plan states existed: flags from the rules, no ETag
-        return json_bytes_response(request, plan_json(patient, lang=lang, state=None))
-    return _plan_rendered(request, patient, lang=lang, state=stored)
+        return json_bytes_response(request, plan_json(patient, lang=lang, state=None, today=today))
+    return _plan_rendered(request, patient, lang=lang, today=today, state=stored)
 
 
 def _plan_rendered(
-    request: HttpRequest, patient: Patient, *, lang: str, state: PlanState, items: str | None = None
+    request: HttpRequest, patient: Patient, *, lang: str, today: date, state: PlanState, items: str | None = None
 ) -> HttpResponse:
-    """The plan of ``state``'s revision: 304, a body kept, or rendered (with ``items`` if read)."""
-    etag = _plan_etag(patient, state.revision, lang)
+    """The plan of ``state``'s revision on ``today``: 304, a body kept, or rendered (with ``items`` if read)."""
+    etag = _plan_etag(state.revision, today, lang)
     if etag_matches(request, etag):
         return not_modified(etag)
     body = PLANS.get((patient.pk, etag))
     if body is None:
-        body = plan_json(patient, lang=lang, state=state, items=items)
+        body = plan_json(patient, lang=lang, state=state, today=today, items=items)
         PLANS.put((patient.pk, etag), body)
     return json_bytes_response(request, body, etag=etag)
 
 
-def _plan_etag(patient: Patient, revision: uuid.UUID, lang: str) -> str:
-    today = plan_services.patient_today(patient)
+def _plan_etag(revision: uuid.UUID, today: date, lang: str) -> str:
     return f'W/"plan-{revision.hex}-{today:%Y%m%d}-{lang}-{PLAN_FORMAT}"'
 
 

@@ -14,10 +14,12 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce, Least
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 from patients.models import CareTeam, Patient, TreatmentCourse
+from scheduling.rules.items import days_late_on
 
 
 class ItemKind(models.TextChoices):
@@ -76,6 +78,10 @@ class Level(models.TextChoices):
     L4 = "L4", "L4"
 
 
+# The name under which a query's ``scheduling.expressions.DaysLate`` gives ``PlanItem.days_late``.
+DAYS_LATE_ANNOTATION = "days_late_now"
+
+
 class PlanItem(models.Model):
     """One upcoming (or overdue) step of a patient's plan."""
 
@@ -98,7 +104,8 @@ class PlanItem(models.Model):
     reminder_on = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=ItemStatus.choices)
     level = models.CharField(max_length=2, choices=Level.choices, blank=True)
-    days_late = models.IntegerField(default=0)
+    # No ``days_late`` column: a late item is a day later each day by the calendar alone, so it is
+    # derived where it is read (the ``days_late`` property, ``scheduling.expressions.DaysLate``).
     escalation = models.JSONField(default=dict, blank=True)
     blocked_by = models.JSONField(default=list, blank=True)
     # The rules' flags about this item (code, rule, severity, blocks, override_allowed, params),
@@ -153,6 +160,16 @@ class PlanItem(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
+    @property
+    def days_late(self) -> int:
+        """Days late on the patient's local today (TIME-01), for this row's stored status (the
+        rules' ``days_late_on``), or as a query annotated ``days_late_now=DaysLate(…)`` counted
+        them (the worklist orders by them)."""
+        counted: int | None = self.__dict__.get(DAYS_LATE_ANNOTATION)
+        if counted is not None:
+            return counted
+        return days_late_on(str(self.status), self.due, self.patient.local_date(timezone.now()))
+
 
 class PlanState(models.Model):
     """The patient-level part of the stored plan: one row per patient, written by every re-plan.
@@ -171,9 +188,6 @@ class PlanState(models.Model):
     # whose rules give the same plan writes nothing and reads none of its items. NULL: diff the
     # items (rows written before it existed, or by a loader).
     digest = models.BigIntegerField(null=True, blank=True, editable=False)
-    # The patient's local date the late items' ``days_late`` were last written for
-    # (scheduling.services._days_late_sync): a re-plan on that same date has none to write.
-    late_on = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("plan state")

@@ -2,8 +2,9 @@
 
 Write side: ``plan_states_sync`` is called by ``plans_sync_batch`` (every fact service, the
 nightly pass, rebuilds) after it writes the items. It keeps one ``PlanState`` row per patient
-with the patient-level flags and a ``revision`` that changes when anything the plan endpoints
-show changed, in two queries per batch (one read, one upsert of the changed rows only).
+with the patient-level flags and a ``revision`` that changes when anything stored that the plan
+endpoints show changed (days late change with the date, which the ETag has too), in two queries
+per batch (one read, one upsert of the changed rows only).
 
 Read side: ``plan_state_of`` (one row: revision and flags) and ``open_items`` (the open items as
 plain dicts, in the shape of ``scheduling.serializers.PlanItemSerializer``), so ``GET /me/plan``
@@ -16,7 +17,9 @@ Statuses are those of the last re-plan: every fact change re-plans at once, and 
 patient's local midnight and that pass, an item's status can still be the previous day's (``due``
 where today it is ``overdue_L1``): statuses are not shifted at read time, because a dose that
 becomes givable today must first go through today's gates (CA-05 calcium age, …), which only the
-rules evaluate.
+rules evaluate. Days late are not stored: an item of a late status is read ``days_late_on`` the
+reader's date (the patient's local today, which the plan's ETag names), so a plan whose late
+items only grow a day older is written by no one and its ETag still changes with the date.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection
@@ -34,6 +37,7 @@ from backend.prepared import Prepared
 from patients.models import Product, Protocol
 from scheduling.models import OPEN_STATUSES, ItemKind, ItemStatus, Level, PlanItem, PlanState
 from scheduling.rules.flags import message as flag_message
+from scheduling.rules.items import LATE, days_late_on
 from scheduling.rules.unblock import unblock_hint
 
 if TYPE_CHECKING:
@@ -112,7 +116,6 @@ ITEM_COLUMNS = (
     "reminder_on",
     "status",
     "level",
-    "days_late",
     "escalation",
     "blocked_by",
     "flags",
@@ -157,8 +160,9 @@ def _day(value: Any) -> str | None:
     return None if value is None else str(value.isoformat())
 
 
-def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
-    """The patient's open plan items, soonest first, as ``PlanItemSerializer`` renders them."""
+def open_items(patient_id: int, *, lang: str, today: date) -> list[dict[str, Any]]:
+    """The patient's open plan items, soonest first, as ``PlanItemSerializer`` renders them, their
+    days late on ``today`` (the patient's local date, which the plan's ETag names)."""
     rows = (
         PlanItem.objects.filter(patient_id=patient_id, closed_at__isnull=True, status__in=OPEN_STATUSES)
         .order_by("due", "kind", "pk")
@@ -181,7 +185,6 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
         reminder_on,
         status,
         level,
-        days_late,
         escalation,
         blocked_by,
         flags,
@@ -204,7 +207,7 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
                 "reminder_on": _day(reminder_on),
                 "status": status,
                 "level": level,
-                "days_late": days_late,
+                "days_late": days_late_on(status, due, today),
                 "escalation": dict(escalation),
                 "blocked_by": [str(code) for code in blocked_by],
                 "blocks": blocks_out(blocked_by, flags, lang),
@@ -222,6 +225,11 @@ def open_items(patient_id: int, *, lang: str) -> list[dict[str, Any]]:
 # most often both empty, and ``version``. Same fields, same order, same values as ``open_items``
 # (tests/api/test_plan_booklet_reads.py compares both with ``PlanItemSerializer``).
 
+# ``days_late_on`` with the reader's date as the statement's first parameter (the statuses are the
+# code's constants).
+_DAYS_LATE_SQL = "CASE WHEN i.status IN ({late}) THEN GREATEST(%s - i.due, 0) ELSE 0 END".format(
+    late=", ".join(f"'{status}'" for status in LATE)
+)
 _ITEM_JSON = json_object_sql(
     [  # (name, JSON text of the column: backend.conditional.json_value_sql, to_json only where text is escaped)
         ("id", json_value_sql("i.public_id", "uuid")),
@@ -239,7 +247,7 @@ _ITEM_JSON = json_object_sql(
         ("reminder_on", json_value_sql("i.reminder_on")),
         ("status", json_value_sql("i.status", "text", plain=ItemStatus.values)),
         ("level", json_value_sql("i.level", "text", plain=Level.values)),
-        ("days_late", json_value_sql("i.days_late", "int")),
+        ("days_late", json_value_sql(_DAYS_LATE_SQL, "int")),
         ("escalation", json_value_sql("i.escalation")),
         ("blocked_by", json_value_sql("i.blocked_by")),
     ],
@@ -251,15 +259,15 @@ FROM scheduling_planitem i LEFT JOIN patients_treatmentcourse c ON c.id = i.cour
 WHERE i.patient_id = %s AND i.closed_at IS NULL AND i.status IN ({open})
 ORDER BY i.due, i.kind, i.id
 """.format(item=_ITEM_JSON, open=", ".join(f"'{status}'" for status in OPEN_STATUSES))  # the code's constants
-_OPEN_ITEMS = Prepared("carnet_open_items", _OPEN_ITEMS_SQL, ("bigint",))
+_OPEN_ITEMS = Prepared("carnet_open_items", _OPEN_ITEMS_SQL, ("date", "bigint"))
 
 
-def open_items_json(patient_id: int, *, lang: str) -> str:
+def open_items_json(patient_id: int, *, lang: str, today: date) -> str:
     """``open_items`` as a JSON array (PostgreSQL renders the rows; other databases: ``open_items``)."""
     if connection.vendor != "postgresql":
-        return json_text(open_items(patient_id, lang=lang))
+        return json_text(open_items(patient_id, lang=lang, today=today))
     with connection.cursor() as cursor:
-        _OPEN_ITEMS.run(cursor, [patient_id])
+        _OPEN_ITEMS.run(cursor, [today, patient_id])
         return _items_json(cursor.fetchall(), lang)
 
 
@@ -293,16 +301,16 @@ ORDER BY i.due, i.kind, i.id
 """.format(  # noqa: S608  # the code's constants
     item=_ITEM_JSON, open=", ".join(f"'{status}'" for status in OPEN_STATUSES)
 )
-_STATE_ITEMS = Prepared("carnet_plan_state_items", _STATE_ITEMS_SQL, ("bigint", "bigint", "bigint"))
+_STATE_ITEMS = Prepared("carnet_plan_state_items", _STATE_ITEMS_SQL, ("date", "bigint", "bigint", "bigint"))
 
 
-def plan_state_and_items_json(patient_id: int, *, lang: str) -> tuple[PlanState, str] | None:
+def plan_state_and_items_json(patient_id: int, *, lang: str, today: date) -> tuple[PlanState, str] | None:
     """``plan_state_of`` and ``open_items_json`` together: one statement, one snapshot on
     PostgreSQL when the plan has an open item (elsewhere, or with none, the two reads). None if
     the patient has no plan state."""
     if connection.vendor == "postgresql":
-        rows = _STATE_ITEMS.fetchall([patient_id, patient_id, patient_id])
+        rows = _STATE_ITEMS.fetchall([today, patient_id, patient_id, patient_id])
         if rows and rows[0][4] is not None:
             return _state(patient_id, rows[0][4], rows[0][5]), _items_json([row[:4] for row in rows], lang)
     state = plan_state_of(patient_id)
-    return None if state is None else (state, open_items_json(patient_id, lang=lang))
+    return None if state is None else (state, open_items_json(patient_id, lang=lang, today=today))

@@ -46,6 +46,10 @@ class PlanItemSerializer(ReadModelSerializer):
         child=serializers.DateField(), read_only=True, help_text="The date each escalation level opens (L1…L4)."
     )
     blocked_by = serializers.ListField(child=serializers.CharField(), read_only=True)
+    days_late = serializers.IntegerField(
+        read_only=True,
+        help_text="Days past the due date on the patient's local today (0 unless due, overdue or blocked).",
+    )
     flags = serializers.SerializerMethodField()
     blocks = serializers.SerializerMethodField()
 

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +35,6 @@ from patients.models import Patient, TreatmentCourse, User
 from scheduling import selectors
 from scheduling.models import (
     CLOSED_STATUSES,
-    LATE_STATUSES,
     OPEN_STATUSES,
     Escalation,
     ItemStatus,
@@ -64,13 +62,15 @@ STATE_FIELDS = (
     "rule",
     "status",
     "level",
-    "days_late",
     "escalation",
     "blocked_by",
     "flags",
     "course_id",
 )
-FINGERPRINT_FIELDS = (*DATE_FIELDS, *STATE_FIELDS)
+# The fingerprint's fields in order, with the place ``days_late`` had before it was derived where
+# it is read (``PlanItem.days_late``): 0 holds it, so the fingerprints stored before stay valid.
+_LEVEL = STATE_FIELDS.index("level") + 1
+FINGERPRINT_FIELDS = (*DATE_FIELDS, *STATE_FIELDS[:_LEVEL], "days_late", *STATE_FIELDS[_LEVEL:])
 # Fact kinds that fulfil a plan item: when the item leaves the plan and such a fact exists
 # on or after the item's window start, the item is done; otherwise it is cancelled.
 DOSE_KINDS = frozenset({"injection", "consolidation", "vitamin_d_dose"})
@@ -88,12 +88,10 @@ class SyncResult:
     escalations_opened: list[Escalation] = field(default_factory=list)
     escalations_reopened: list[Escalation] = field(default_factory=list)  # with their item
     escalations_resolved: int = 0
-    # Patients whose late items' ``days_late`` alone were written (``_days_late_sync``).
-    days_late_written: set[int] = field(default_factory=set)
 
     @property
     def changed(self) -> bool:
-        return bool(self.created or self.updated or self.closed or self.escalations_opened or self.days_late_written)
+        return bool(self.created or self.updated or self.closed or self.escalations_opened)
 
     def outbox_patient_ids(self) -> set[int]:
         """The patients whose messages this sync may have changed.
@@ -101,7 +99,7 @@ class SyncResult:
         The outbox wants messages for the open items (their key, kind, protocol, due and version)
         and the open escalations (``notifications.services._desired``): items created, closed,
         reopened, moved (a new version) or retyped, and escalations opened (a ladder is resolved
-        only with its item's close). An update of status, level, ``days_late``, gates or flags
+        only with its item's close). An update of status, level, gates or flags
         alone, the nightly pass's usual change, leaves every message as it was.
         """
         rows: tuple[Any, ...] = (
@@ -159,28 +157,17 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     # A plan the rules give exactly as they gave it at the last sync is stored as it is: its items,
     # flags and escalations were written then, and only this sync writes them.
     digests = {pk: plan_digest(plan, config) for pk, plan in plans.items()}
-    stored_digests: dict[int, int | None] = {}
-    late_on: dict[int, date | None] = {}
-    for patient_id, digest, day in PlanState.objects.filter(patient_id__in=list(plans)).values_list(
-        "patient_id", "digest", "late_on"
-    ):
-        stored_digests[patient_id] = digest
-        late_on[patient_id] = day
+    stored_digests: dict[int, int | None] = dict(
+        PlanState.objects.filter(patient_id__in=list(plans)).values_list("patient_id", "digest")
+    )
     changed = [p for p in patients if stored_digests.get(p.pk) != digests[p.pk]]
     result = SyncResult()
-    revised: set[int] = set()
     if changed:
-        revised = _plans_store(changed, plans, inputs, result, moment, today_by_patient)
+        _plans_store(changed, plans, inputs, result, moment, today_by_patient)
         # Every changed plan has its state row now (plan_states_sync creates missing ones).
         rows_update([PlanState(patient_id=p.pk, digest=digests[p.pk]) for p in changed], ["digest"])
-    # Left out of the digest and the fingerprints: the days late of the late items, moved by the
-    # calendar alone on most plans the nightly pass re-plans.
-    result.days_late_written = _days_late_sync(
-        {pk: plan for pk, plan in plans.items() if late_on.get(pk) != today_by_patient[pk]},
-        today_by_patient=today_by_patient,
-        moment=moment,
-        revised=revised,
-    )
+    # The late items' days late are not stored (``PlanItem.days_late``): a plan whose only change
+    # from one day to the next is that its late items are a day later has nothing to write.
     from notifications.services import outbox_sync  # lazy: notifications imports scheduling.models
 
     if outbox == "all":
@@ -198,11 +185,8 @@ def _plans_store(
     result: SyncResult,
     moment: datetime,
     today_by_patient: dict[int, date],
-) -> set[int]:
-    """Write the differences between ``plans`` and the stored items, escalations and plan states.
-
-    Returns the patients whose plan state got a new revision.
-    """
+) -> None:
+    """Write the differences between ``plans`` and the stored items, escalations and plan states."""
     # Only the rows that can change: the open ones, and closed ones whose key is planned again
     # (a voided dose reopens its item). Years of done items stay unread. Only the keys of these
     # patients' plans: the rows read are theirs (a batch's other plans, unchanged, would add
@@ -318,85 +302,7 @@ def _plans_store(
         patients, stored, to_create, result, moment, today_by_patient, unchanged=laddered, reopened_from=reopened_from
     )
     # The patient-level flags and the plan's revision (ETag) the plan endpoints read.
-    return plan_states_sync({p.pk: plans[p.pk] for p in patients}, result=result, now=moment)
-
-
-# The statuses whose items can be days late (ladder_status): due, overdue_Lk, blocked.
-_LATE = frozenset(str(status) for status in LATE_STATUSES)
-
-
-def _days_late_sync(
-    plans: dict[int, engine.Plan], *, today_by_patient: dict[int, date], moment: datetime, revised: set[int]
-) -> set[int]:
-    """Store the ``days_late`` of every late item where it differs; new plan revisions for them.
-
-    An overdue item's ``days_late`` moves every day and, on most days, nothing else of its plan
-    does (5,000 patients of the 22,000 copy: 4,440 plans change from one day to the next, 539
-    without ``days_late``). So it is not part of the plan's digest nor of the items'
-    fingerprints, and the diff leaves such a plan as it is; this writes it in one statement per
-    batch, from the rules' own values, keyed by (patient, key) and only where the stored value
-    differs. The rules give a late status (due, overdue, blocked) to every item with days late;
-    an item of another status has none, and a row whose status changes is rewritten by the diff
-    (status is in its fingerprint). The patients whose rows were written get a new plan revision
-    (the plan endpoints' ETag and kept bodies), unless this sync gave them one (``revised``).
-    ``plans`` are those whose state's ``late_on`` is not their local today: on that date the late
-    items' values were all written (by this or by the diff), so a second re-plan the same day
-    sends nothing. Returns the patients whose rows were written.
-    """
-    from django.db import connection
-
-    rows = [
-        (patient_id, item.key, item.days_late)
-        for patient_id, plan in plans.items()
-        for item in plan.items
-        if item.status in _LATE
-    ]
-    if not rows:
-        return set()
-    late = {row[0] for row in rows}
-    stamp = connection.ops.adapt_datetimefield_value(moment)
-    written: set[int] = set()
-    # One array per column on PostgreSQL; three placeholders a row elsewhere (SQLite's limit).
-    size = _DAYS_LATE_CHUNK if connection.vendor == "postgresql" else _DAYS_LATE_CHUNK_VALUES
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
-            if connection.vendor == "postgresql":
-                # One array per column, as backend.bulk.rows_update sends them.
-                sql = _DAYS_LATE_SQL.format(
-                    source="unnest(%s::bigint[], %s::text[], %s::integer[]) AS v(column1, column2, column3)"
-                )
-                params: list[Any] = [stamp, *(array_text([row[i] for row in chunk]) for i in range(3))]
-            else:
-                sql = _DAYS_LATE_SQL.format(source=f"(VALUES {', '.join(['(%s, %s, %s)'] * len(chunk))}) AS v")
-                params = [stamp, *(value for row in chunk for value in row)]
-            cursor.execute(sql, params)
-            written.update(patient_id for (patient_id,) in cursor.fetchall())
-    stale = written - revised
-    if stale:
-        rows_update(
-            [
-                PlanState(patient_id=pk, revision=uuid.uuid4(), updated_at=moment, late_on=today_by_patient[pk])
-                for pk in sorted(stale)
-            ],
-            ["revision", "updated_at", "late_on"],
-        )
-    if late - stale:
-        rows_update(
-            [PlanState(patient_id=pk, late_on=today_by_patient[pk]) for pk in sorted(late - stale)], ["late_on"]
-        )
-    return written
-
-
-_DAYS_LATE_CHUNK = 5000
-_DAYS_LATE_CHUNK_VALUES = 300
-# VALUES names its columns column1, column2, … on PostgreSQL and SQLite alike.
-_DAYS_LATE_SQL = (
-    "UPDATE scheduling_planitem SET days_late = v.column3, updated_at = %s FROM {source}"
-    " WHERE scheduling_planitem.patient_id = v.column1 AND scheduling_planitem.key = v.column2"
-    " AND scheduling_planitem.closed_at IS NULL AND scheduling_planitem.days_late <> v.column3"
-    " RETURNING scheduling_planitem.patient_id"
-)
+    plan_states_sync({p.pk: plans[p.pk] for p in patients}, result=result, now=moment)
 
 
 def _one_parameter(values: set[str]) -> Any:
@@ -485,9 +391,8 @@ def fingerprint(values: dict[str, object]) -> int:
     rewrite to the next change of the item.
     """
     # Dates and decimals turned into their ``str`` here give the very text ``default=str`` would,
-    # and keep the C encoder from calling back into Python for each. ``days_late`` is not part of
-    # it (0 holds its place, so fingerprints stored before it left stay valid): it moves every
-    # day on every overdue item, and ``_days_late_sync`` writes it without diffing the plan.
+    # and keep the C encoder from calling back into Python for each. ``days_late`` is not stored
+    # (0 holds its place in FINGERPRINT_FIELDS, so fingerprints stored before stay valid).
     return _digest([0 if name == "days_late" else _canonical(values[name]) for name in FINGERPRINT_FIELDS])
 
 
@@ -525,7 +430,7 @@ def _digest(canonical: list[object]) -> int:
 
 
 # A plan's digest covers every field of its items and flags but ``days_late`` (it moves every
-# day and ``_days_late_sync`` keeps it apart): the compiled module names them one by one, so a
+# day on late items and is not stored: ``PlanItem.days_late``): the compiled module names them one by one, so a
 # field added to either class must be added there (checked here, at import).
 assert set(rules_digest.ITEM_FIELDS) == {f.name for f in dataclass_fields(engine.PlanItem)} - {"days_late"}
 assert set(rules_digest.FLAG_FIELDS) == {f.name for f in dataclass_fields(Flag)}
@@ -533,7 +438,7 @@ assert set(rules_digest.FLAG_FIELDS) == {f.name for f in dataclass_fields(Flag)}
 
 def plan_digest(plan: engine.Plan, config: RulesConfig) -> int:
     """A signed 64-bit digest of everything ``plan`` stores: every field of its items and flags,
-    but the items' ``days_late`` (``_days_late_sync``).
+    but the items' ``days_late`` (derived where it is read: ``PlanItem.days_late``).
 
     Equal digests mean the rules gave exactly the plan the last sync stored, so that sync's items,
     escalations and plan state stand. The rules' configuration is part of it (a ladder's offsets
@@ -598,7 +503,6 @@ def _row_values(item: engine.PlanItem) -> dict[str, object]:
         "reminder_on": item.reminder,
         "status": item.status,
         "level": item.level or "",
-        "days_late": item.days_late,
         "escalation": {level: day.isoformat() for level, day in item.escalation.items()},
         "blocked_by": list(item.blocked_by),
         "course_id": _course_id(item.course_key),

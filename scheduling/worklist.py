@@ -8,11 +8,12 @@ One query for the items, one for their escalations, whatever the length of the l
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import datetime
 
 from django.db.models import Case, IntegerField, Prefetch, Q, QuerySet, Value, When
 
 from patients.models import CareTeam, User
+from scheduling.expressions import DaysLate
 from scheduling.models import Escalation, ItemStatus, PlanItem
 from scheduling.rules.flags import message as flag_message
 from scheduling.rules.unblock import unblock_hint
@@ -37,8 +38,11 @@ def staff_team_ids(user: User) -> list[int]:
     return list(user.memberships.values_list("care_team_id", flat=True))
 
 
-def worklist_items(*, team_ids: list[int], kinds: tuple[str, ...] = WORKLIST_KINDS) -> QuerySet[PlanItem]:
-    """Open administration items that are due, blocked or overdue, ranked by risk."""
+def worklist_items(
+    *, team_ids: list[int], kinds: tuple[str, ...] = WORKLIST_KINDS, now: datetime | None = None
+) -> QuerySet[PlanItem]:
+    """Open administration items that are due, blocked or overdue, ranked by risk; days late on
+    each patient's local date at ``now`` (``DaysLate``: they are not stored)."""
     return (
         PlanItem.objects.filter(
             patient__care_team_id__in=team_ids,
@@ -47,10 +51,11 @@ def worklist_items(*, team_ids: list[int], kinds: tuple[str, ...] = WORKLIST_KIN
             closed_at__isnull=True,
         )
         .select_related("patient", "patient__care_team", "course")
+        .annotate(days_late_now=DaysLate(now))
         .annotate(
             rebound_risk=Case(
-                When(Q(protocol=OP, kind="injection", days_late__gte=REBOUND_DAYS_LATE), then=Value(1)),
-                When(Q(kind="consolidation", days_late__gte=REBOUND_DAYS_LATE), then=Value(1)),
+                When(Q(protocol=OP, kind="injection", days_late_now__gte=REBOUND_DAYS_LATE), then=Value(1)),
+                When(Q(kind="consolidation", days_late_now__gte=REBOUND_DAYS_LATE), then=Value(1)),
                 default=Value(0),
                 output_field=IntegerField(),
             ),
@@ -63,7 +68,7 @@ def worklist_items(*, team_ids: list[int], kinds: tuple[str, ...] = WORKLIST_KIN
                 output_field=IntegerField(),
             ),
         )
-        .order_by("-rebound_risk", "-days_late", "-level_rank", "due", "pk")
+        .order_by("-rebound_risk", "-days_late_now", "-level_rank", "due", "pk")
         .prefetch_related(
             Prefetch(
                 "escalations",
@@ -101,15 +106,17 @@ def item_blocks(item: PlanItem, lang: str) -> list[Block]:
     return out
 
 
-def rebound_risk_count(*, team_ids: list[int], today: date | None = None) -> int:
-    """Patients at rebound risk today: denosumab 60 mg more than 7 months after the last dose."""
+def rebound_risk_count(*, team_ids: list[int], now: datetime | None = None) -> int:
+    """Patients at rebound risk now: denosumab 60 mg more than 7 months after the last dose."""
     return (
         PlanItem.objects.filter(
             patient__care_team_id__in=team_ids,
             closed_at__isnull=True,
             kind__in=WORKLIST_KINDS,
-            days_late__gte=REBOUND_DAYS_LATE,
+            status__in=WORKLIST_STATUSES,
         )
+        .alias(days_late_now=DaysLate(now))
+        .filter(days_late_now__gte=REBOUND_DAYS_LATE)
         .filter(Q(protocol=OP, kind="injection") | Q(kind="consolidation"))
         .values("patient_id")
         .distinct()

@@ -79,8 +79,8 @@ def _ladder_flags(item: PlanItem, p: Protocol) -> list[Flag]:
         return []
     level = next(lvl for lvl in p.escalation if lvl.level == item.level)
     rule = {DMAB_OP: "OP-04", DMAB_ONCO: "ONC-02", ZOL_ONCO: "ZOL-08"}.get(p.id, "CONS-05")
-    # No ``days_late`` among the params: it moves every day, and the item carries it (kept by the
-    # sync's own update, not by a rewrite of the item and its flags: services._days_late_sync).
+    # No ``days_late`` among the params: it moves every day, and the item carries it (not stored:
+    # readers count it from the status and due date, ``items.days_late_on``).
     return [
         make_flag(code, rule, level.severity, subject=item.key, due=item.due, level=item.level)
         for code in level.flag_codes

@@ -6,7 +6,7 @@ is compiled with them (``_native``): built for every patient of every re-plan, i
 ~0.06 ms a plan as plain Python, a sixth of an unchanged re-plan (docs/benchmarks.md).
 
 Every field of the items and flags goes in but the items' ``days_late``, which moves every day
-on every late item and is written apart (``scheduling.services._days_late_sync``). The field
+on every late item and is not stored (readers count it: ``items.days_late_on``). The field
 lists below name them one by one (attribute reads, native when compiled); ``ITEM_FIELDS`` and
 ``FLAG_FIELDS`` say which, and ``scheduling.services`` checks at import that they are every
 field of ``PlanItem`` and ``Flag``, so a field added to either cannot be left out silently.

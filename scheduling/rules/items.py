@@ -19,9 +19,38 @@ from .flags import Flag
 from .labs import LabSummary
 from .protocols import EscalationLevel
 
-__all__ = ["ACTIONABLE", "Plan", "PlanItem", "Timing", "item_at", "ladder_status", "make_item", "timing_of"]
+__all__ = [
+    "ACTIONABLE",
+    "LATE",
+    "Plan",
+    "PlanItem",
+    "Timing",
+    "days_late_on",
+    "item_at",
+    "ladder_status",
+    "make_item",
+    "timing_of",
+]
 
 ACTIONABLE = ("window_open", "due")  # plus every overdue_Lk
+# The statuses an item can be days late in: ``ladder_status`` gives days late only from the due
+# date on (``due``, ``overdue_Lk``), and the engine turns a gated ``due`` into ``blocked``.
+LATE = ("due", "overdue_L1", "overdue_L2", "overdue_L3", "overdue_L4", "blocked")
+
+
+def days_late_on(status: str, due: date, today: date) -> int:
+    """An item's days late on ``today``, from its status and due date: what ``ladder_status`` gives.
+
+    Late items are days late by the calendar alone, so this is not stored: readers derive it
+    with their own (the patient's local) date, as the plan's ETag names it, and the nightly pass
+    writes nothing for a plan whose only change is that its late items are a day later. Stored
+    with the status of the item's last re-plan; an item of another status (closed ones too) is
+    not late. ``scheduling.expressions.DaysLate`` says the same in SQL (tested against this).
+    """
+    if status not in LATE:
+        return 0
+    late = (today - due).days
+    return late if late > 0 else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,6 +149,37 @@ def test_plan_etag_gives_304_until_the_plan_changes(world: World) -> None:
     assert str(world.item_a.public_id) not in {i["id"] for i in changed.json()["items"]}
 
 
+def test_the_next_day_the_same_revision_reads_a_day_later(world: World) -> None:
+    """Days late are not stored: with no re-plan between two days, the plan keeps its revision,
+    and the next day's ETag names a body whose late items are a day later (the same day's 304
+    still holds)."""
+    from datetime import timedelta
+
+    import time_machine
+    from django.utils import timezone
+
+    from scheduling.models import PlanState
+
+    client = world.client("patient_a")
+    revision = PlanState.objects.get(patient=world.patient_a).revision
+    now = timezone.now()
+    with time_machine.travel(now, tick=False):
+        first = client.get("/api/v1/me/plan")
+    with time_machine.travel(now + timedelta(days=1), tick=False):
+        assert client.get("/api/v1/me/plan", HTTP_IF_NONE_MATCH=first["ETag"]).status_code == 200
+        second = client.get("/api/v1/me/plan")
+    assert PlanState.objects.get(patient=world.patient_a).revision == revision
+    assert revision.hex in first["ETag"] and revision.hex in second["ETag"] and first["ETag"] != second["ETag"]
+    before, after = _by_id(first.json()["items"]), _by_id(second.json()["items"])
+    item = str(world.item_a.public_id)
+    assert before[item]["days_late"] > 0 and after[item]["days_late"] == before[item]["days_late"] + 1
+    # Nothing else moved: the statuses are those of the last re-plan, the items the same.
+    for rows in (before, after):
+        for row in rows.values():
+            row.pop("days_late")
+    assert before == after
+
+
 def test_a_plan_to_render_reads_its_state_and_items_in_one_statement(world: World) -> None:
     """After the auth query (which read the revision), a plan 200 not kept is one more statement
     on PostgreSQL: the state and the items together (elsewhere the two reads), the ETag from it."""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 # Every kind of column a re-plan writes: text, integers, decimal, dates, JSON, timestamps, a
 # foreign key, and NULLs (a column whose values are all NULL included).
 FIELDS = [
-    "status", "level", "days_late", "ordinal", "dose_mg", "due", "window_start", "escalation", "blocked_by",
+    "status", "level", "ordinal", "dose_mg", "due", "window_start", "escalation", "blocked_by",
     "flags", "fingerprint", "updated_at", "closed_at", "course",
 ]  # fmt: skip
 
@@ -44,7 +44,6 @@ def _changed(items: list[PlanItem]) -> list[PlanItem]:
     for n, item in enumerate(items):
         item.status = "overdue_L1" if n % 2 else "due"
         item.level = "L1" if n % 2 else ""
-        item.days_late = 3 * n - 1  # a negative one too
         item.ordinal = 70_000 + n  # past smallint
         item.dose_mg = None if n % 3 else Decimal("60.0")
         item.due = date(2027, 1, 1) + timedelta(days=n)
@@ -88,35 +87,35 @@ def test_other_columns_are_left_alone() -> None:
         for i in PlanItem.objects.filter(pk__in=[x.pk for x in items])
     }
     for item in items:
-        item.days_late = 9
+        item.ordinal = 9
         item.key = "not written"
-    rows_update(items, ["days_late"])
+    rows_update(items, ["ordinal"])
     after = {
         i.pk: (i.key, i.kind, i.rule, i.public_id, i.version)
         for i in PlanItem.objects.filter(pk__in=[x.pk for x in items])
     }
     assert after == before
-    assert set(PlanItem.objects.filter(pk__in=[x.pk for x in items]).values_list("days_late", flat=True)) == {9}
+    assert set(PlanItem.objects.filter(pk__in=[x.pk for x in items]).values_list("ordinal", flat=True)) == {9}
 
 
 def test_one_statement_per_chunk() -> None:
     items = _items(5)
     for item in items:
-        item.days_late = 4
+        item.ordinal = 4
     with CaptureQueriesContext(connection) as queries:
-        assert rows_update(items, ["days_late"], batch_size=2) == 5
+        assert rows_update(items, ["ordinal"], batch_size=2) == 5
     if database_is_postgresql():
         assert len(queries) == 3  # one statement per chunk of two, one array per column
         assert all("unnest(" in q["sql"] for q in queries)
-    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("days_late", flat=True)) == {4}
+    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("ordinal", flat=True)) == {4}
 
 
 def test_an_object_without_a_key_is_refused_before_anything_is_written() -> None:
     items = _items(2)
-    items[0].days_late = 4
+    items[0].ordinal = 4
     with pytest.raises(ValueError, match="primary key"):
-        rows_update([*items, PlanItem(key="never stored", days_late=4)], ["days_late"])
-    assert PlanItem.objects.get(pk=items[0].pk).days_late == 0
+        rows_update([*items, PlanItem(key="never stored", ordinal=4)], ["ordinal"])
+    assert PlanItem.objects.get(pk=items[0].pk).ordinal == 0
 
 
 def test_a_primary_key_that_is_a_foreign_key() -> None:
@@ -132,10 +131,10 @@ def test_a_primary_key_that_is_a_foreign_key() -> None:
 )
 def test_bad_fields_are_refused_before_anything_is_written(fields: list[str], error: str) -> None:
     items = _items(1)
-    items[0].days_late = 99
+    items[0].ordinal = 99
     with pytest.raises(Exception, match=error):
         rows_update(items, fields)
-    assert PlanItem.objects.get(pk=items[0].pk).days_late == 0
+    assert PlanItem.objects.get(pk=items[0].pk).ordinal == 0
 
 
 def test_mixed_models_are_refused() -> None:
@@ -146,7 +145,7 @@ def test_mixed_models_are_refused() -> None:
 
 def test_nothing_to_write() -> None:
     with CaptureQueriesContext(connection) as queries:
-        assert rows_update([], ["days_late"]) == 0
+        assert rows_update([], ["ordinal"]) == 0
     assert not queries
 
 
@@ -154,11 +153,11 @@ def test_nothing_to_write() -> None:
 def test_chunks_are_written_all_or_none() -> None:
     items = _items(4)
     for item in items:
-        item.days_late = 5
+        item.ordinal = 5
     items[3].blocked_by = object()  # not JSON: the last chunk fails after the first was sent
     with pytest.raises(TypeError):
-        rows_update(items, ["days_late", "blocked_by"], batch_size=2)
-    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("days_late", flat=True)) == {0}
+        rows_update(items, ["ordinal", "blocked_by"], batch_size=2)
+    assert set(PlanItem.objects.filter(pk__in=[i.pk for i in items]).values_list("ordinal", flat=True)) == {0}
 
 
 # Texts an array literal must quote: its own quote, backslash, braces, commas, the word NULL,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from scheduling.rules import Lab, PlanInput, compute_plan
 from scheduling.rules.calendar import add_months
+from scheduling.rules.items import days_late_on
 
 from .test_rules_support import CONFIG, OP, calcium, course, dental, doses, facts, lab, med
 
@@ -75,6 +76,8 @@ def test_compute_plan_is_idempotent_and_keys_are_stable(first: date, gaps: list[
         assert it.blocked_by == () or it.status == "blocked" or it.status.startswith("overdue_")
         if it.due >= today:
             assert it.days_late == 0
+        # What the readers derive from the stored status and due date (days late are not stored).
+        assert it.days_late == days_late_on(it.status, it.due, today)
 
 
 @settings(max_examples=40, deadline=None)

@@ -52,7 +52,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             "table": table,
             "totals": totals,
             "protocol_labels": [labels[p] for p in COUNTED_PROTOCOLS],
-            "rebound_count": rebound_risk_count(team_ids=[scope.team.pk], today=today),
+            "rebound_count": rebound_risk_count(team_ids=[scope.team.pk]),
             "patient_count": scope.team.patients.count(),
             "overdue_count": open_admin.filter(status__startswith="overdue").count(),
             "blocked_count": open_admin.exclude(blocked_by=[])
