@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from backend.ids import uuid7
 from patients.models import CareTeam, Patient, TreatmentCourse
 from scheduling.rules.items import days_late_on
 
@@ -85,7 +86,8 @@ DAYS_LATE_ANNOTATION = "days_late_now"
 class PlanItem(models.Model):
     """One upcoming (or overdue) step of a patient's plan."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # Time-ordered (backend.ids): the nightly pass creates items for patients all over the table.
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="plan_items")
     course = models.ForeignKey(
         TreatmentCourse, on_delete=models.PROTECT, null=True, blank=True, related_name="plan_items"
@@ -206,7 +208,7 @@ class Escalation(models.Model):
         PHYSICIAN = "physician", _("Physician")
         SPECIALIST = "specialist", _("Specialist")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     plan_item = models.ForeignKey(PlanItem, on_delete=models.PROTECT, related_name="escalations")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="escalations")
     level = models.CharField(max_length=2, choices=Level.choices)
