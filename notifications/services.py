@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -156,7 +156,9 @@ class _Context:
     suppressed: set[str]
 
 
-def _load(patient_ids: list[int]) -> _Context:
+def _load(patient_ids: list[int], item_ids: Collection[int] | None = None) -> _Context:
+    """What ``_desired`` reads for ``patient_ids``: of all their open items and open escalations,
+    or only of the items ``item_ids`` and their escalations (``outbox_sync(items=…)``)."""
     patients = {
         p.pk: p
         for p in Patient.objects.filter(pk__in=patient_ids)
@@ -174,15 +176,16 @@ def _load(patient_ids: list[int]) -> _Context:
         )
     }
     items: dict[int, list[_OpenItem]] = defaultdict(list)
-    for row in PlanItem.objects.filter(patient_id__in=patient_ids, status__in=OPEN_STATUSES).values_list(
-        *_OpenItem._fields
-    ):
+    open_items = PlanItem.objects.filter(patient_id__in=patient_ids, status__in=OPEN_STATUSES)
+    open_escalations = Escalation.objects.filter(patient_id__in=patient_ids, resolved_at__isnull=True)
+    if item_ids is not None:
+        open_items = open_items.filter(pk__in=list(item_ids))
+        open_escalations = open_escalations.filter(plan_item_id__in=list(item_ids))
+    for row in open_items.values_list(*_OpenItem._fields):
         item = _OpenItem._make(row)
         items[item.patient_id].append(item)
     escalations = list(
-        Escalation.objects.filter(patient_id__in=patient_ids, resolved_at__isnull=True)
-        .select_related("plan_item")
-        .only(
+        open_escalations.select_related("plan_item").only(
             "pk",
             "patient_id",
             "level",
@@ -429,26 +432,44 @@ class OutboxSyncResult:
 
 
 def outbox_sync(
-    *, patients: Sequence[Patient], result: SyncResult | None = None, now: datetime | None = None
+    *,
+    patients: Sequence[Patient],
+    result: SyncResult | None = None,
+    now: datetime | None = None,
+    items: Collection[int] | None = None,
 ) -> OutboxSyncResult:
     """Bring the pending outbox rows of ``patients`` in step with their plan and escalations.
 
     Runs inside the caller's transaction (``plans_sync_batch``). ``result`` is informative only:
     the diff is against the stored plan, so a missed call is repaired by the next one.
+
+    ``items`` (plan item ids of these patients) limits the sync to the messages of those items
+    and of their escalations, for a caller that knows every other message of the patients is in
+    step: the bulk passes, which pass the items they created, moved, closed, reopened or retyped
+    and those whose ladder opened or reopened a level (``SyncResult.outbox_item_ids``). A
+    message depends on its item (key, version, kind, protocol, due date) or escalation (and the
+    item's other open levels, for repeats), and on the patient's preferences, devices, consent
+    and contact, whose changes re-sync everything of the patient (``_resync``).
     """
     moment = now or timezone.now()
     ids = [p.pk for p in patients]
     out = OutboxSyncResult()
-    if not ids:
+    if not ids or (items is not None and not items):
         return out
     with transaction.atomic():
         patients_lock(ids)  # not while a re-plan of theirs is writing (already held inside one)
-        ctx = _load(ids)
+        ctx = _load(ids, items)
         desired, creatable = _desired(ctx, moment)
+        of_patients = OutboxMessage.objects.filter(patient_id__in=ids)
+        escalation_ids = [e.pk for e in ctx.escalations]
+        if items is not None:
+            # The rows of these items and of all their escalations, resolved ones too (a closed
+            # item's pending escalation messages are cancelled here).
+            escalation_ids = list(Escalation.objects.filter(plan_item_id__in=list(items)).values_list("pk", flat=True))
+            of_patients = of_patients.filter(Q(plan_item_id__in=list(items)) | Q(escalation_id__in=escalation_ids))
         pending = {
             row.key: row
-            for row in OutboxMessage.objects.filter(
-                patient_id__in=ids,
+            for row in of_patients.filter(
                 state=OutboxState.PENDING,
                 kind__in=[MessageKind.REMINDER, MessageKind.ESCALATION],
             ).values_list("pk", "key", "send_at", "attempts", "language", named=True)
@@ -458,9 +479,9 @@ def outbox_sync(
         # One query, however long the patients' history; the unique key backs it up.
         existing: set[str] = set(pending)
         existing.update(
-            OutboxMessage.objects.filter(patient_id__in=ids)
-            .filter(Q(send_at__gte=moment - timedelta(days=2)) | Q(escalation_id__in=[e.pk for e in ctx.escalations]))
-            .values_list("key", flat=True)
+            of_patients.filter(
+                Q(send_at__gte=moment - timedelta(days=2)) | Q(escalation_id__in=escalation_ids)
+            ).values_list("key", flat=True)
         )
         to_create = [desired[k].build() for k in creatable if k not in existing]
         if to_create:

@@ -113,6 +113,15 @@ class SyncResult:
         )
         return {row.patient_id for row in rows}
 
+    def outbox_item_ids(self) -> set[int]:
+        """The plan items of ``outbox_patient_ids``' patients whose messages the sync may have
+        changed: the items themselves, and those whose ladder opened or reopened a level."""
+        items = {row.pk for row in (*self.created, *self.moved, *self.closed, *self.reopened, *self.retyped)}
+        items.update(esc.plan_item_id for esc in (*self.escalations_opened, *self.escalations_reopened))
+        if None in items:  # not stored: a caller's bug, never a reason to skip a message
+            raise ValueError("SyncResult.outbox_item_ids: an item or escalation without an id")
+        return items
+
 
 def patient_today(patient: Patient, now: datetime | None = None) -> date:
     """TIME-01: today is a local date in the patient's time zone."""
@@ -144,9 +153,10 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     unchanged item is recognised from a narrow read (id, key, fingerprint, status, level)
     without loading the row; only rows that differ, must close, or carry an escalation level
     are loaded whole. ``outbox="all"``
-    re-syncs the outbox of every patient (a fact service); ``"changed"`` only of the patients whose
-    messages the sync may have changed (``SyncResult.outbox_patient_ids``: bulk passes; what else
-    shapes messages, preferences, devices, consent and contact, re-syncs on its own change).
+    re-syncs the outbox of every patient (a fact service); ``"changed"`` only the messages the sync may
+    have changed, of those items (``SyncResult.outbox_item_ids``) of those patients
+    (``outbox_patient_ids``): bulk passes; what else shapes messages, preferences, devices,
+    consent and contact, re-syncs on its own change.
     """
     moment = now or timezone.now()
     patients_lock([p.pk for p in patients])
@@ -173,8 +183,14 @@ def plans_sync_batch(patients: Sequence[Patient], *, now: datetime | None = None
     if outbox == "all":
         outbox_sync(patients=patients, result=result, now=moment)
     else:
+        # Only the messages of the items whose messages may have changed (the rest are in step).
         changed_ids = result.outbox_patient_ids()
-        outbox_sync(patients=[p for p in patients if p.pk in changed_ids], result=result, now=moment)
+        outbox_sync(
+            patients=[p for p in patients if p.pk in changed_ids],
+            result=result,
+            now=moment,
+            items=result.outbox_item_ids(),
+        )
     return result
 
 
