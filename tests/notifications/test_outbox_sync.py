@@ -136,6 +136,34 @@ def test_done_or_cancelled_item_cancels_its_pending_rows(make_patient: Any, make
     assert closed.first().history.filter(history_change_reason="replanned").exists()
 
 
+def test_a_sync_of_some_items_touches_only_their_messages(make_patient: Any, make_item: Any) -> None:
+    """``items=`` (the bulk passes: the items whose messages may have changed) syncs those items'
+    messages and leaves the patient's others as they are, even out of step (a full sync mends
+    them); no item: nothing read."""
+    patient = make_patient(consent_push=False)
+    with time_machine.travel(paris("2026-01-15"), tick=False):
+        moved = make_item(patient, due="2026-07-15")
+        other = make_item(patient, due="2026-02-10", kind="calcium_check")
+        services.outbox_sync(patients=[patient])
+        before = {r.pk: r.plan_item_id for r in _pending(patient)}
+        moved.due, moved.version = date(2026, 7, 20), 2
+        moved.save()
+        other.due, other.version = date(2026, 2, 12), 2
+        other.save()
+        with CaptureQueriesContext(connection) as nothing:
+            assert services.outbox_sync(patients=[patient], items=set()).created == 0
+        assert nothing.captured_queries == []
+        result = services.outbox_sync(patients=[patient], items={moved.pk})
+        mine = [pk for pk, item in before.items() if item == moved.pk]
+        assert result.cancelled == len(mine) and result.created == len(mine)
+        # The other item's rows: still version 1, still pending, until a sync that covers it.
+        assert {r.item_version for r in _pending(patient, plan_item=other)} == {1}
+        assert {r.item_version for r in _pending(patient, plan_item=moved)} == {2}
+        full = services.outbox_sync(patients=[patient])
+        assert full.cancelled == full.created == len(before) - len(mine)
+        assert {r.item_version for r in _pending(patient)} == {2}
+
+
 def test_past_offsets_are_not_created_late(make_patient: Any, make_item: Any) -> None:
     patient = make_patient(consent_push=False)
     with time_machine.travel(paris("2026-07-10", 11), tick=False):
