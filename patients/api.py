@@ -351,7 +351,7 @@ def export_data(patient: Patient, *, user: User, lang: str) -> dict[str, Any]:
         "devices": DeviceSerializer(Device.objects.filter(patient=patient).order_by("created_at"), many=True).data,
         "booklet": booklet_data(patient),
         "plan": PlanItemSerializer(
-            PlanItem.objects.filter(patient=patient).select_related("course").order_by("due", "pk"),
+            patient.plan_items.select_related("course").order_by("due", "pk"),  # their days late: this patient's date
             many=True,
             context={"lang": lang},
         ).data,

@@ -170,6 +170,8 @@ class PlanItem(models.Model):
         counted: int | None = self.__dict__.get(DAYS_LATE_ANNOTATION)
         if counted is not None:
             return counted
+        if self.status not in LATE_STATUSES:
+            return 0  # without reading the patient: not late whatever the date
         return days_late_on(str(self.status), self.due, self.patient.local_date(timezone.now()))
 
 

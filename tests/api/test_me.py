@@ -156,5 +156,33 @@ def test_export_holds_everything_about_me_and_nothing_about_others(world: World)
 
 
 def test_export_query_count_does_not_grow_with_history(world: World, django_assert_max_num_queries: Any) -> None:
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduling.models import PlanItem
+
+    client = world.client("patient_a")
     with django_assert_max_num_queries(40):
-        world.client("patient_a").get("/api/v1/me/export")
+        client.get("/api/v1/me/export")
+    with CaptureQueriesContext(connection) as before:
+        client.get("/api/v1/me/export")
+    # More late items (their days late are counted on the patient's date, not read per item).
+    extra = [
+        PlanItem.objects.create(
+            patient=world.patient_a,
+            key=f"dental_visit:extra:{n}",
+            kind="dental_visit",
+            rule="DENT-01",
+            due=world.item_a.due - timedelta(days=n),
+            status="overdue_L1",
+        )
+        for n in range(5)
+    ]
+    with CaptureQueriesContext(connection) as after:
+        body = client.get("/api/v1/me/export").json()
+    assert len(after.captured_queries) == len(before.captured_queries)
+    late = {row["id"]: row["days_late"] for row in body["plan"]}
+    first = late[str(world.item_a.public_id)]
+    assert first > 0 and [late[str(item.public_id)] for item in extra] == [first + n for n in range(5)]
