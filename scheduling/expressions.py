@@ -23,16 +23,16 @@ from scheduling.rules.items import LATE
 
 
 class DaysLate(Func):
-    """Days late of the queried plan items at ``now`` (``prefix`` reaches items from another model)."""
+    """Days late of the queried plan items at ``now`` (default: now), each on its patient's date."""
 
     output_field = IntegerField()
 
-    def __init__(self, now: datetime | None = None, *, prefix: str = "") -> None:
+    def __init__(self, now: datetime | None = None) -> None:
         moment = now or timezone.now()
         if timezone.is_naive(moment):
             raise ValueError("DaysLate: now must be an aware datetime")
         self.moment = moment
-        super().__init__(F(f"{prefix}status"), F(f"{prefix}due"), F(f"{prefix}patient__timezone"))
+        super().__init__(F("status"), F("due"), F("patient__timezone"))
 
     def _parts(self, compiler: Any) -> list[tuple[str, list[Any]]]:
         """(SQL, parameters) of the status, the due date and the time zone."""
